@@ -1,0 +1,113 @@
+localrules:
+    download_archive,
+
+
+wildcard_constraints:
+    archive=r"[^/]+",
+
+
+rule download_archive:
+    output:
+        "resources/archives/{archive}",
+    log:
+        "logs/download_archive/{archive}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        url=download_url,
+        md5=download_md5,
+    script:
+        "../scripts/download_archive.py"
+
+
+rule extract_voc:
+    input:
+        archive=archive_path("voc"),
+    output:
+        images=directory(f"{VOC}/JPEGImages"),
+        labels=directory(f"{VOC}/SegmentationClass"),
+        train=f"{SPLITS}/train.txt",
+        val=f"{SPLITS}/val.txt",
+    log:
+        "logs/extract_voc.log",
+    benchmark:
+        "logs/benchmarks/extract_voc.tsv"
+    conda:
+        "../envs/data.yaml"
+    params:
+        md5=config["data"]["voc"]["md5"],
+        md5_key="data.voc.md5",
+        members={
+            "VOCdevkit/VOC2012/JPEGImages": "images",
+            "VOCdevkit/VOC2012/SegmentationClass": "labels",
+            "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt": "train",
+            "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt": "val",
+        },
+    script:
+        "../scripts/extract_archive.py"
+
+
+rule extract_sbd:
+    input:
+        archive=archive_path("sbd"),
+    output:
+        cls=directory(f"{SBD}/cls"),
+        train=f"{SBD}/train.txt",
+        val=f"{SBD}/val.txt",
+    log:
+        "logs/extract_sbd.log",
+    benchmark:
+        "logs/benchmarks/extract_sbd.tsv"
+    conda:
+        "../envs/data.yaml"
+    params:
+        md5=config["data"]["sbd"]["md5"],
+        md5_key="data.sbd.md5",
+        members={
+            "benchmark_RELEASE/dataset/cls": "cls",
+            "benchmark_RELEASE/dataset/train.txt": "train",
+            "benchmark_RELEASE/dataset/val.txt": "val",
+        },
+    script:
+        "../scripts/extract_archive.py"
+
+
+rule make_trainaug_list:
+    input:
+        voc_train=rules.extract_voc.output.train,
+        voc_val=rules.extract_voc.output.val,
+        sbd_train=rules.extract_sbd.output.train,
+        sbd_val=rules.extract_sbd.output.val,
+        images=rules.extract_voc.output.images,
+    output:
+        trainaug=f"{SPLITS}/trainaug.txt",
+        aug=f"{SPLITS}/aug.txt",
+    log:
+        "logs/make_trainaug_list.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        official_counts=official_counts(),
+    script:
+        "../scripts/make_trainaug_list.py"
+
+
+rule convert_sbd:
+    input:
+        voc_train=rules.extract_voc.output.train,
+        voc_val=rules.extract_voc.output.val,
+        voc_labels=rules.extract_voc.output.labels,
+        sbd_train=rules.extract_sbd.output.train,
+        sbd_val=rules.extract_sbd.output.val,
+        sbd_cls=rules.extract_sbd.output.cls,
+    output:
+        labels=directory(f"{VOC}/SegmentationClassAug"),
+    log:
+        "logs/convert_sbd.log",
+    benchmark:
+        "logs/benchmarks/convert_sbd.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 8
+    script:
+        "../scripts/convert_sbd.py"

@@ -1,0 +1,119 @@
+"""Download a dataset archive, resumably, and keep it only if its md5 matches.
+
+The bytes go to ``<archive>.part``; an interrupted download is resumed from
+there with an HTTP ``Range`` request.  Only a complete file whose md5 matches
+is renamed to the final name, so a partial download never passes as complete.
+"""
+
+
+import hashlib
+import http.client
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("download_archive")
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress_bar(total: int | None, initial: int, name: str):
+    from tqdm import tqdm
+
+    # The log file gets summary lines; the bar goes to the terminal, when there is one.
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        desc=name,
+        file=sys.__stderr__,
+        disable=None,
+        mininterval=1.0,
+    )
+
+
+def _open(url: str, offset: int, timeout: float):
+    """Open ``url`` from byte ``offset``; return (response or None, resumed)."""
+    headers = {"User-Agent": "voc-upernet-study"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # nothing left to fetch: .part is already whole
+            return None, True
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError) as error:
+        raise DownloadError(f"{url}: {error}") from error
+    return response, offset > 0 and response.status == 206
+
+
+def download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` through ``dest.part``; verify; rename."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    offset = part.stat().st_size if part.exists() else 0
+    response, resumed = _open(url, offset, timeout)
+    if response is not None:
+        if offset and not resumed:
+            log.info("server ignored the range request: starting %s again", part)
+            offset = 0
+        elif resumed:
+            log.info("resuming %s at byte %d", part, offset)
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        with response, open(part, "ab" if resumed else "wb") as out:
+            with _progress_bar(total, offset, dest.name) as bar:
+                try:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+                except (OSError, http.client.HTTPException) as error:
+                    raise DownloadError(
+                        f"{url}: connection lost after {out.tell()} bytes ({error}); "
+                        f"run again to resume from {part}"
+                    ) from error
+        size = part.stat().st_size
+        if total is not None and size != total:
+            raise DownloadError(
+                f"{url}: got {size} of {total} bytes; run again to resume from {part}"
+            )
+    if md5 is not None:
+        actual = md5sum(part)
+        if actual != md5.lower():
+            part.unlink()
+            raise DownloadError(
+                f"{url}: md5 of the downloaded file is {actual}, expected {md5}; "
+                "the partial file was removed"
+            )
+        log.info("md5 %s verified", actual)
+    else:
+        log.warning("no md5 configured for %s: the download is not verified", url)
+    os.replace(part, dest)
+    log.info("saved %s (%d bytes)", dest, dest.stat().st_size)
+    return dest
+
+
+def main(snakemake) -> None:
+    sys.stderr = open(snakemake.log[0], "w", buffering=1)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    download(snakemake.params.url, Path(snakemake.output[0]), snakemake.params.md5)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,122 @@
+"""The data stage as real `snakemake` invocations on the mini archives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import scipy.io
+import yaml
+from conftest import REPO, read_ids, run_snakemake
+from PIL import Image
+
+DEMO = ("--cores", "2", "--configfile", "config/demo.yaml")
+VOC = "resources/VOCdevkit/VOC2012"
+
+
+def test_data_stage_runs_on_mini_archives_and_then_has_nothing_to_do(workflow_copy, extracted):
+    result = run_snakemake(workflow_copy, *DEMO)
+    assert result.returncode == 0, result.stderr
+    voc = workflow_copy / VOC
+    sets = voc / "ImageSets/Segmentation"
+    assert read_ids(sets / "train.txt") == read_ids(extracted.voc_train)
+    assert read_ids(sets / "val.txt") == read_ids(extracted.voc_val)
+    trainaug, aug = read_ids(sets / "trainaug.txt"), read_ids(sets / "aug.txt")
+    assert set(trainaug) == (
+        set(read_ids(extracted.voc_train)) | set(read_ids(extracted.sbd_train)) | set(read_ids(extracted.sbd_val))
+    ) - set(read_ids(extracted.voc_val))
+    assert set(aug) == set(trainaug) - set(read_ids(extracted.voc_train))
+    labels = voc / "SegmentationClassAug"
+    assert {p.stem for p in labels.glob("*.png")} == set(trainaug) | set(read_ids(extracted.voc_val))
+    for image_id in trainaug[:5]:
+        assert (voc / "JPEGImages" / f"{image_id}.jpg").is_file()
+        assert Image.open(labels / f"{image_id}.png").mode == "L"
+    assert sorted(p.name for p in (voc / "SegmentationClass").glob("*.png")) == sorted(
+        p.name for p in extracted.voc_labels.glob("*.png")
+    )
+    sbd_cls = workflow_copy / "resources/VOCdevkit/VOCaug/dataset/cls"
+    assert len(list(sbd_cls.glob("*.mat"))) == len(list(extracted.sbd_cls.glob("*.mat")))
+    assert not list((workflow_copy / "resources").rglob(".extract-*"))
+    log = (workflow_copy / "logs/convert_sbd.log").read_text()
+    assert f"wrote {len(trainaug) + len(read_ids(extracted.voc_val))} labels" in log
+    assert "counts: train=40, val=30" in (workflow_copy / "logs/make_trainaug_list.log").read_text()
+    # SBD-only ids: exactly what voc_aug.py reads from the .mat
+    voc_ids = set(read_ids(extracted.voc_train)) | set(read_ids(extracted.voc_val))
+    for image_id in sorted(set(read_ids(extracted.sbd_train)) - voc_ids)[:10]:
+        expected = scipy.io.loadmat(extracted.sbd_cls / f"{image_id}.mat")["GTcls"][0]["Segmentation"][0]
+        np.testing.assert_array_equal(np.asarray(Image.open(labels / f"{image_id}.png")), expected)
+
+    again = run_snakemake(workflow_copy, *DEMO, "--dry-run")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def write_config(workdir, data) -> str:
+    path = workdir / "config/test.yaml"
+    path.write_text(yaml.safe_dump({"data": data}))
+    return "config/test.yaml"
+
+
+def demo_data():
+    return yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
+
+
+def test_unknown_key_fails_before_any_job_with_its_name(workflow_copy):
+    data = demo_data()
+    data["voc"]["md55"] = data["voc"].pop("md5")
+    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, data))
+    assert result.returncode != 0
+    assert "'md55' was unexpected" in result.stdout + result.stderr
+    assert not (workflow_copy / "resources/VOCdevkit").exists()
+
+
+def test_wrong_type_fails_with_the_key_name(workflow_copy):
+    data = demo_data()
+    data["sbd"]["md5"] = 12345
+    result = run_snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, data))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "12345 is not of type" in output and "['sbd']['md5']" in output
+
+
+def test_missing_local_archive_names_the_key(workflow_copy):
+    data = demo_data()
+    data["voc"]["archive"] = "nowhere/VOCtrainval.tar"
+    result = run_snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, data))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "data.voc.archive" in output and "nowhere/VOCtrainval.tar" in output
+
+
+def test_wrong_md5_stops_extraction_with_nothing_left(workflow_copy):
+    data = demo_data()
+    data["voc"]["md5"] = "0" * 32
+    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, data))
+    assert result.returncode != 0
+    assert "but data.voc.md5 says 00000000" in (workflow_copy / "logs/extract_voc.log").read_text()
+    assert not (workflow_copy / VOC / "JPEGImages").exists()
+    assert not list((workflow_copy / "resources").rglob(".extract-*"))
+
+
+def test_default_config_plans_the_downloads_on_a_login_node(workflow_copy):
+    result = run_snakemake(workflow_copy, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout + result.stderr
+    for rule, count in [("download_archive", 2), ("extract_voc", 1), ("extract_sbd", 1), ("convert_sbd", 1)]:
+        assert any(line.split()[:2] == [rule, str(count)] for line in plan.splitlines()), plan
+
+
+def test_snakemake_lint_is_clean():
+    result = run_snakemake(REPO, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_snakefmt_check_is_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
