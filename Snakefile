@@ -8,9 +8,11 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
-        data_stage_outputs(),
+        run_outputs(),

@@ -1,7 +1,21 @@
+import math
 import os
+import re
+import sys
 
 import yaml
 from snakemake.utils import validate
+
+# The config renderer is plain Python: planning needs no torch or mmseg.
+sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from mmseg_config import (
+    AUGMENT_DEFAULTS,
+    PRETRAINED_URLS,
+    RUNTIME_SETTINGS,
+    ConfigError,
+    check_pretrained_depth,
+    pretrained_file,
+)
 
 # A wrong key or type fails here, before any job, with the key's name.
 validate(config, "../config/schemas/config.schema.yaml")
@@ -73,3 +87,112 @@ def data_stage_outputs():
         f"{VOC}/SegmentationClassAug",
         *(f"{SPLITS}/{split}.txt" for split in ("train", "val", "trainaug", "aug")),
     ]
+
+
+# ---- the run grid: one trained model per variant x epoch count x seed ---------
+RUN = "results/runs/{variant}/e{epochs}-s{seed}"
+WORK = "results/work/{variant}/e{epochs}-s{seed}"
+RUNS = [
+    {"variant": variant, "epochs": epochs, "seed": seed}
+    for variant in config["variants"]
+    for epochs in config["epochs"]
+    for seed in config["seeds"]
+]
+
+
+wildcard_constraints:
+    archive=r"[^/]+",
+    variant="|".join(re.escape(v) for v in config["variants"]),
+    epochs=r"\d+",
+    seed=r"\d+",
+
+
+MODEL_OVERRIDES = ("depth", "loss", "pretrained")
+
+
+def _variant_settings(name):
+    """The result-changing settings of variant `name` (training's, with its overrides)."""
+    training, variant = config["training"], config["variants"][name]
+    settings = {k: v for k, v in training.items() if k not in RUNTIME_SETTINGS}
+    settings.update({k: variant[k] for k in MODEL_OVERRIDES if k in variant})
+    settings["augment"] = {**AUGMENT_DEFAULTS, **training["augment"], **variant.get("augment", {})}
+    settings["train_sets"] = variant["train_sets"]
+    where = f"variants.{name}" if "pretrained" in variant or "depth" in variant else "training"
+    try:
+        check_pretrained_depth(settings["pretrained"], settings["depth"], where)
+        weights = pretrained_file(settings["pretrained"])
+    except ConfigError as error:
+        raise WorkflowError(str(error))
+    if weights and settings["pretrained"] not in PRETRAINED_URLS and not os.path.isfile(weights):
+        raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
+    return settings
+
+
+VARIANT_SETTINGS = {name: _variant_settings(name) for name in config["variants"]}
+
+
+def run_settings(wildcards):
+    """Everything that determines the result of run {variant}/e{epochs}-s{seed}."""
+    return {
+        **VARIANT_SETTINGS[wildcards.variant],
+        "variant": wildcards.variant,
+        "epochs": int(wildcards.epochs),
+        "seed": int(wildcards.seed),
+        "data_root": VOC,
+        "work_dir": WORK.format(**wildcards),
+    }
+
+
+def train_data(wildcards):
+    """The lists and label folders a run reads, the val set, and its backbone weights."""
+    settings = VARIANT_SETTINGS[wildcards.variant]
+    inputs = [f"{VOC}/JPEGImages", f"{SPLITS}/val.txt", f"{VOC}/SegmentationClass"]
+    for train_set in settings["train_sets"]:
+        inputs += [f"{SPLITS}/{train_set['split']}.txt", f"{VOC}/{train_set['labels']}"]
+    weights = pretrained_file(settings["pretrained"])
+    if weights:
+        inputs.append(weights)
+    return sorted(set(inputs))
+
+
+def pretrained_url(wildcards):
+    for name, url in PRETRAINED_URLS.items():
+        if url.rsplit("/", 1)[1] == wildcards.weights:
+            return url
+    raise WorkflowError(f"no known weights are called {wildcards.weights}")
+
+
+def train_gpus(wildcards):
+    return config["training"]["gpus"]
+
+
+def split_size(split):
+    """Images in a list: counted once the data stage made it, else the configured estimate."""
+    path = f"{SPLITS}/{split}.txt"
+    if os.path.exists(path):
+        with open(path) as handle:
+            return sum(1 for line in handle if line.strip())
+    return config["estimates"]["split_sizes"].get(split, 0)
+
+
+def train_minutes(wildcards):
+    """Estimated wall time of one run on its GPUs (planning only)."""
+    settings = VARIANT_SETTINGS[wildcards.variant]
+    images = sum(split_size(s["split"]) for s in settings["train_sets"])
+    per_second = config["estimates"]["train_images_per_second_per_gpu"] * settings["gpus"]
+    epochs = int(wildcards.epochs)
+    # validation runs one image at a time but without backward: count it at 1/2 speed
+    val_images = 2 * split_size("val") * math.ceil(epochs / settings["val_interval"])
+    return (images * epochs + val_images) / per_second / 60
+
+
+def train_runtime(wildcards, attempt):
+    """SLURM runtime request in minutes: the estimate with a margin, more on each retry."""
+    return int(math.ceil(1.5 * train_minutes(wildcards) + 15) * attempt)
+
+
+def run_outputs():
+    names = ["metrics.json", "history.csv", "confusion.npy"]
+    if config["evaluation"]["tta"]:
+        names.append("metrics_tta.json")
+    return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]

@@ -2,10 +2,6 @@ localrules:
     download_archive,
 
 
-wildcard_constraints:
-    archive=r"[^/]+",
-
-
 rule download_archive:
     output:
         "resources/archives/{archive}",

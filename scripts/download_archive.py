@@ -62,7 +62,35 @@ def _open(url: str, offset: int, timeout: float):
     return response, offset > 0 and response.status == 206
 
 
-def download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> Path:
+def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(url: str, part: Path, md5: str | None, sha256_prefix: str | None) -> None:
+    """Remove ``part`` and fail unless it has the expected hash(es)."""
+    checks = [("md5", md5sum, md5), ("sha256", sha256sum, sha256_prefix)]
+    if md5 is None and sha256_prefix is None:
+        log.warning("no hash configured for %s: the download is not verified", url)
+    for name, digest, expected in checks:
+        if expected is None:
+            continue
+        actual = digest(part)
+        if not actual.startswith(expected.lower()):
+            part.unlink()
+            raise DownloadError(
+                f"{url}: {name} of the downloaded file is {actual}, expected {expected}; "
+                "the partial file was removed"
+            )
+        log.info("%s %s verified", name, actual)
+
+
+def download(
+    url: str, dest: Path, md5: str | None, timeout: float = 60.0, sha256_prefix: str | None = None
+) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest.part``; verify; rename."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -93,17 +121,7 @@ def download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> Pa
             raise DownloadError(
                 f"{url}: got {size} of {total} bytes; run again to resume from {part}"
             )
-    if md5 is not None:
-        actual = md5sum(part)
-        if actual != md5.lower():
-            part.unlink()
-            raise DownloadError(
-                f"{url}: md5 of the downloaded file is {actual}, expected {md5}; "
-                "the partial file was removed"
-            )
-        log.info("md5 %s verified", actual)
-    else:
-        log.warning("no md5 configured for %s: the download is not verified", url)
+    _verify(url, part, md5, sha256_prefix)
     os.replace(part, dest)
     log.info("saved %s (%d bytes)", dest, dest.stat().st_size)
     return dest

@@ -1,0 +1,58 @@
+localrules:
+    fetch_pretrained,
+    render_mmseg_config,
+
+
+# Compute nodes are often offline: backbone weights are fetched on the login node.
+rule fetch_pretrained:
+    output:
+        "resources/pretrained/{weights}",
+    log:
+        "logs/fetch_pretrained/{weights}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        url=pretrained_url,
+    script:
+        "../scripts/fetch_pretrained.py"
+
+
+# Only result-changing settings are params: editing one variant re-renders
+# (and so retrains) only that variant's runs.
+rule render_mmseg_config:
+    output:
+        f"{RUN}/config.py",
+    log:
+        f"{RUN}/render_config.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        run=run_settings,
+    script:
+        "../scripts/render_mmseg_config.py"
+
+
+# Checkpoints live in results/work/..., which is no declared output: Snakemake
+# keeps them when a job fails or is cancelled, and the next attempt resumes.
+rule train_upernet:
+    input:
+        config=rules.render_mmseg_config.output[0],
+        data=train_data,
+    output:
+        checkpoint=f"{RUN}/final.pth",
+        history=f"{RUN}/history.csv",
+    log:
+        f"{RUN}/train.log",
+    benchmark:
+        f"{RUN}/train_benchmark.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=train_gpus,
+        mem_mb=32000,
+        runtime=train_runtime,
+    params:
+        work_dir=WORK,
+    script:
+        "../scripts/train_upernet.py"

@@ -1,0 +1,93 @@
+"""Evaluate a trained run on VOC 2012 val with MMSeg's IoUMetric (rule evaluate_upernet).
+
+Writes ``metrics.json`` (per-class IoU and Acc, aAcc, mIoU, mAcc, class
+names, hashes of checkpoint and config), ``confusion.npy`` (21x21 pixel
+counts, rows = ground truth) and ``confusion_per_image.npz`` (the same per val
+image, for bootstrap statistics).  With ``tta`` the model is MMSeg's
+SegTTAModel over the config's ``tta_pipeline`` (flip x six scales).
+"""
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("upernet")
+
+
+def evaluate(config_path: Path, checkpoint: Path, tta: bool = False, scratch: Path | None = None):
+    """Return (metrics document, total confusion, per-image confusion, image ids)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from download_archive import sha256sum
+    from upernet_runtime import adapt_to_device, metrics_document
+
+    cfg = Config.fromfile(str(config_path))
+    work_dir = Path(tempfile.mkdtemp(prefix="evaluate-", dir=scratch))
+    try:
+        cfg.work_dir = str(work_dir)
+        cfg.load_from = str(checkpoint)
+        cfg.resume = False
+        cfg.launcher = "none"
+        cfg.test_evaluator = dict(type="StudyIoUMetric", iou_metrics=["mIoU"])
+        if tta:
+            cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+            cfg.tta_model.module = cfg.model
+            cfg.model = cfg.tta_model
+        adapt_to_device(cfg, distributed=False)
+        # validation during training is not what we evaluate here
+        cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = cfg.val_dataloader = None
+        cfg.val_cfg = cfg.val_evaluator = cfg.param_scheduler = None
+        runner = Runner.from_cfg(cfg)
+        summary = runner.test()
+        metric = runner.test_evaluator.metrics[0]
+        classes = metric.dataset_meta["classes"]
+        document = metrics_document(
+            metric,
+            summary,
+            classes,
+            {
+                "config": str(config_path),
+                "config_sha256": sha256sum(config_path),
+                "checkpoint": str(checkpoint),
+                "checkpoint_sha256": sha256sum(checkpoint),
+                "tta": tta,
+            },
+        )
+        per_image = metric.per_image_confusion.astype(np.uint32)
+        return document, per_image.sum(axis=0, dtype=np.int64), per_image, metric.image_ids
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def write_outputs(document, confusion, per_image, image_ids, metrics_path, confusion_path, per_image_path):
+    for path, write in [
+        (metrics_path, lambda p: Path(p).write_text(json.dumps(document, indent=2) + "\n")),
+        (confusion_path, lambda p: np.save(p, confusion)),
+        (per_image_path, lambda p: np.savez_compressed(p, image_ids=np.array(image_ids), confusion=per_image)),
+    ]:
+        suffix = "".join(Path(path).suffixes)
+        tmp = Path(path).with_name(Path(path).name.removesuffix(suffix) + ".tmp" + suffix)
+        write(tmp)
+        os.replace(tmp, path)
+
+
+def main(snakemake) -> None:
+    log_file = open(snakemake.log[0], "w", buffering=1)
+    sys.stdout = sys.stderr = log_file
+    logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    out = snakemake.output
+    scratch = Path(snakemake.input.checkpoint).parent
+    results = evaluate(Path(snakemake.input.config), Path(snakemake.input.checkpoint), snakemake.params.tta, scratch)
+    write_outputs(*results, out.metrics, out.confusion, out.per_image)
+    log.info("mIoU %.2f, aAcc %.2f, mAcc %.2f", results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821

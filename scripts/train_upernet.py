@@ -1,0 +1,125 @@
+"""Train one run with MMEngine's Runner (rule train_upernet), resuming if it can.
+
+One process per GPU of the job: a single one in-process, several through
+``srun`` + MMEngine's ``slurm`` launcher inside a SLURM allocation with enough
+tasks, otherwise through ``torchrun``.  The job's outputs are written only
+after training finished: ``final.pth`` (weights + meta) and ``history.csv``.
+
+Also a command line, for the worker processes and for use by hand:
+
+    python scripts/train_upernet.py --config results/runs/voc/e30-s0/config.py \
+        --work-dir results/work/voc/e30-s0 [--launcher none|pytorch|slurm]
+"""
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("upernet")
+
+
+def train(config_path: Path, work_dir: Path, launcher: str = "none") -> None:
+    """Run (or resume) MMEngine training of ``config_path`` in ``work_dir``."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmseg_config import sha256_text
+    from upernet_runtime import (
+        NonFiniteLossHook,
+        RngStateHook,
+        adapt_to_device,
+        init_cpu_distributed,
+        prepare_work_dir,
+    )
+
+    cfg = Config.fromfile(str(config_path))
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = launcher
+    device = adapt_to_device(cfg, distributed=launcher != "none")
+    if launcher != "none" and device == "cpu":
+        init_cpu_distributed(launcher)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
+    lr = cfg.optim_wrapper.optimizer.lr
+    log.info(
+        "rank %d: %d process(es) x %d images per step, lr %.6g (base_lr %.6g at batch %d)",
+        rank, int(os.environ.get("WORLD_SIZE", "1")), cfg.train_dataloader.batch_size, lr,
+        cfg.base_lr, cfg.base_batch_size,
+    )  # fmt: skip
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(NonFiniteLossHook())
+    runner.register_hook(RngStateHook())
+    runner.train()
+
+
+def distributed_command(script: Path, config_path: Path, work_dir: Path, processes: int) -> list[str]:
+    """srun with the slurm launcher inside a big enough allocation, else torchrun."""
+    worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir)]
+    if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) >= processes:
+        return ["srun", f"--ntasks={processes}", "--kill-on-bad-exit=1", sys.executable, *worker, "--launcher", "slurm"]
+    return [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+        *worker, "--launcher", "pytorch",
+    ]  # fmt: skip
+
+
+def run_job(config_path: Path, work_dir: Path, checkpoint: Path, history: Path, script: Path, log_file) -> None:
+    """What the Snakemake job does: train (one or more processes), then export."""
+    from mmengine.config import Config
+
+    from upernet_runtime import export_final, free_port, read_history, write_history
+
+    cfg = Config.fromfile(str(config_path))
+    processes = int(cfg.get("gpus", 1))
+    if processes == 1:
+        train(config_path, work_dir)
+    else:
+        command = distributed_command(script, config_path, work_dir, processes)
+        env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONPATH": str(script.parent)}
+        log.info("launching %d processes: %s", processes, " ".join(command))
+        subprocess.run(command, check=True, env=env, stdout=log_file, stderr=log_file)
+    export_final(work_dir, checkpoint, cfg.max_epochs)
+    write_history(read_history(work_dir), history)
+    log.info("run finished: %s, %s", checkpoint, history)
+
+
+def setup_logging(stream) -> None:
+    logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+
+
+def main(snakemake) -> None:
+    # Appended, so the log of a resumed run tells its whole story.
+    log_file = open(snakemake.log[0], "a", buffering=1)
+    sys.stdout = sys.stderr = log_file
+    setup_logging(log_file)
+    log.info("---- job %s starts (attempt %s)", snakemake.rule, getattr(snakemake, "attempt", "?"))
+    run_job(
+        Path(snakemake.input.config),
+        Path(snakemake.params.work_dir),
+        Path(snakemake.output.checkpoint),
+        Path(snakemake.output.history),
+        Path(snakemake.scriptdir) / "train_upernet.py",
+        log_file,
+    )
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    args = parser.parse_args()
+    setup_logging(sys.stdout)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    train(args.config, args.work_dir, args.launcher)
+
+
+if __name__ == "__main__":
+    if "snakemake" in globals():
+        main(snakemake)  # noqa: F821
+    else:
+        cli()
