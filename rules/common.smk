@@ -105,6 +105,7 @@ wildcard_constraints:
     variant="|".join(re.escape(v) for v in config["variants"]),
     epochs=r"\d+",
     seed=r"\d+",
+    view="results|results/snapshot",
 
 
 MODEL_OVERRIDES = ("depth", "loss", "pretrained")
@@ -131,16 +132,28 @@ def _variant_settings(name):
 VARIANT_SETTINGS = {name: _variant_settings(name) for name in config["variants"]}
 
 
+def _canonical(value):
+    """Dicts with sorted keys, all the way down: Snakemake compares params as text,
+    and reordering keys in a YAML file must not retrain anything."""
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
+
+
 def run_settings(wildcards):
     """Everything that determines the result of run {variant}/e{epochs}-s{seed}."""
-    return {
-        **VARIANT_SETTINGS[wildcards.variant],
-        "variant": wildcards.variant,
-        "epochs": int(wildcards.epochs),
-        "seed": int(wildcards.seed),
-        "data_root": VOC,
-        "work_dir": WORK.format(**wildcards),
-    }
+    return _canonical(
+        {
+            **VARIANT_SETTINGS[wildcards.variant],
+            "variant": wildcards.variant,
+            "epochs": int(wildcards.epochs),
+            "seed": int(wildcards.seed),
+            "data_root": VOC,
+            "work_dir": WORK.format(**wildcards),
+        }
+    )
 
 
 def train_data(wildcards):
@@ -196,3 +209,95 @@ def run_outputs():
     if config["evaluation"]["tta"]:
         names.append("metrics_tta.json")
     return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
+
+
+# ---- report: tables and figures --------------------------------------------------
+# Two views of the same rules: `results` (every run of the config; what `all`
+# builds) and `results/snapshot` (only the runs that have finished, for a look
+# mid-sweep: target `snapshot`).
+for _name in config["report"]["compare"]:
+    if _name not in config["variants"]:
+        raise WorkflowError(
+            f"report.compare: {_name!r} is not a variant ({', '.join(config['variants'])})"
+        )
+
+REPORT_RUN_FILES = [
+    "metrics.json",
+    "history.csv",
+    "confusion.npy",
+    "confusion_per_image.npz",
+    "predictions",
+]
+TABLES = ["summary.csv", "summary.md", "per_class_iou.csv", "per_class_iou.md"]
+FIGURES = [
+    "per_class_iou",
+    "per_class_change",
+    "learning_curves",
+    "miou_vs_epochs",
+    "qualitative",
+    "confusion_hard_classes",
+]
+
+
+if config["evaluation"]["tta"]:
+    REPORT_RUN_FILES.append("metrics_tta.json")
+
+
+def view_runs(view):
+    if view == "results":
+        return RUNS
+    return [
+        r for r in RUNS if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
+    ]
+
+
+def tta_metrics(wildcards):
+    """metrics_tta.json of the view's runs when TTA is on (a column of the summary)."""
+    return view_files("metrics_tta.json")(wildcards) if config["evaluation"]["tta"] else []
+
+
+def report_outputs(view):
+    return [f"{view}/tables/{t}" for t in TABLES] + [
+        f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")
+    ]
+
+
+def view_files(name, runs=None):
+    """Input function: file `name` of every run of the view (or of `runs(view)`)."""
+
+    def files(wildcards):
+        selected = (runs or view_runs)(wildcards.view)
+        return [f"{RUN.format(**run)}/{name}" for run in selected]
+
+    return files
+
+
+def compared_runs(view):
+    """Runs of the two compared variants, at the epoch counts where both have runs."""
+    runs = view_runs(view)
+    a, b = config["report"]["compare"]
+    epochs = {r["epochs"] for r in runs if r["variant"] == a} & {
+        r["epochs"] for r in runs if r["variant"] == b
+    }
+    return [r for r in runs if r["variant"] in (a, b) and r["epochs"] in epochs]
+
+
+def final_runs(view):
+    """Per variant, its runs at the longest epoch count of the view (first seed)."""
+    runs = view_runs(view)
+    chosen = []
+    for variant in config["variants"]:
+        mine = [r for r in runs if r["variant"] == variant]
+        if mine:
+            longest = max(r["epochs"] for r in mine)
+            chosen.append(min((r for r in mine if r["epochs"] == longest), key=lambda r: r["seed"]))
+    return chosen
+
+
+def runs_param(select):
+    """Params: the runs a figure rule was given, in input order."""
+
+    def runs(wildcards):
+        return _canonical(select(wildcards.view))
+
+    return runs

@@ -9,6 +9,7 @@ rule evaluate_upernet:
         metrics=f"{RUN}/metrics.json",
         confusion=f"{RUN}/confusion.npy",
         per_image=f"{RUN}/confusion_per_image.npz",
+        predictions=directory(f"{RUN}/predictions"),
     log:
         f"{RUN}/evaluate.log",
     benchmark:
@@ -32,6 +33,7 @@ use rule evaluate_upernet as evaluate_upernet_tta with:
         metrics=f"{RUN}/metrics_tta.json",
         confusion=f"{RUN}/confusion_tta.npy",
         per_image=f"{RUN}/confusion_per_image_tta.npz",
+        predictions=directory(f"{RUN}/predictions_tta"),
     log:
         f"{RUN}/evaluate_tta.log",
     benchmark:

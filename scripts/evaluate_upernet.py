@@ -20,8 +20,14 @@ import numpy as np
 log = logging.getLogger("upernet")
 
 
-def evaluate(config_path: Path, checkpoint: Path, tta: bool = False, scratch: Path | None = None):
-    """Return (metrics document, total confusion, per-image confusion, image ids)."""
+def evaluate(
+    config_path: Path, checkpoint: Path, tta: bool = False, scratch: Path | None = None, predictions: Path | None = None
+):
+    """Return (metrics document, total confusion, per-image confusion, image ids).
+
+    With ``predictions``, MMSeg's IoUMetric also writes each val prediction there
+    as a PNG of class indices (``<id>.png``).
+    """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -36,6 +42,8 @@ def evaluate(config_path: Path, checkpoint: Path, tta: bool = False, scratch: Pa
         cfg.resume = False
         cfg.launcher = "none"
         cfg.test_evaluator = dict(type="StudyIoUMetric", iou_metrics=["mIoU"])
+        if predictions is not None:
+            cfg.test_evaluator["output_dir"] = str(predictions)
         if tta:
             cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
             cfg.tta_model.module = cfg.model
@@ -84,8 +92,15 @@ def main(snakemake) -> None:
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = snakemake.output
     scratch = Path(snakemake.input.checkpoint).parent
-    results = evaluate(Path(snakemake.input.config), Path(snakemake.input.checkpoint), snakemake.params.tta, scratch)
+    predictions = Path(out.predictions)
+    staging = predictions.with_name(f".{predictions.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    results = evaluate(
+        Path(snakemake.input.config), Path(snakemake.input.checkpoint), snakemake.params.tta, scratch, staging
+    )
     write_outputs(*results, out.metrics, out.confusion, out.per_image)
+    shutil.rmtree(predictions, ignore_errors=True)
+    os.replace(staging, predictions)
     log.info("mIoU %.2f, aAcc %.2f, mAcc %.2f", results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
 
 

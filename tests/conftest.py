@@ -10,10 +10,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
+DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs"]
 
 
@@ -59,17 +61,56 @@ def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def workflow_copy(tmp_path, mini_archives) -> Path:
-    """The workflow in a fresh directory, with the demo archives where config/demo.yaml expects them."""
+def copy_workflow(dest: Path, mini_archives) -> Path:
+    """The workflow in ``dest``, with the demo archives where config/demo.yaml expects them."""
     for name in WORKFLOW_FILES:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy(source, tmp_path / name)
-    demo = tmp_path / "resources/demo"
+            shutil.copy(source, dest / name)
+    demo = dest / "resources/demo"
     demo.mkdir(parents=True)
     for archive in (mini_archives.voc, mini_archives.sbd):
         shutil.copy(archive, demo / archive.name)
-    return tmp_path
+    return dest
+
+
+@pytest.fixture
+def workflow_copy(tmp_path, mini_archives) -> Path:
+    return copy_workflow(tmp_path, mini_archives)
+
+
+def write_config(workdir: Path, name: str, **sections) -> str:
+    """config/<name>.yaml: config/demo.yaml with top-level sections replaced."""
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config.update(sections)
+    (workdir / "config" / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return f"config/{name}.yaml"
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """{rule: count} from the job table of a dry run."""
+    jobs, table = {}, False
+    for line in (result.stdout + result.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+        elif table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+        elif table and parts[:1] == ["total"]:
+            break
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory, mini_archives) -> Path:
+    """The whole demo workflow, run once: data, 4 trainings, evaluations, tables and figures."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("study"), mini_archives)
+    result = run_snakemake(workdir, "--cores", "2", "--configfile", "config/demo.yaml")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return workdir
+
+
+def run_dir(workdir: Path, variant: str, epochs: int, seed: int = 0) -> Path:
+    return workdir / f"results/runs/{variant}/e{epochs}-s{seed}"

@@ -1,0 +1,159 @@
+localrules:
+    snapshot,
+
+
+# Tables and figures read only the runs' outputs (metrics, history, confusion
+# counts, predictions): adding a run or editing a plotting script re-runs these
+# rules and nothing upstream.
+rule summarize_runs:
+    input:
+        metrics=view_files("metrics.json"),
+        history=view_files("history.csv"),
+        benchmark=view_files("train_benchmark.tsv"),
+        tta=tta_metrics,
+    output:
+        csv=report(
+            "{view}/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        md="{view}/tables/summary.md",
+    log:
+        "logs/{view}/summarize_runs.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        runs=runs_param(view_runs),
+        gpus=config["training"]["gpus"],
+        convergence_fraction=config["report"]["convergence_fraction"],
+    script:
+        "../scripts/summarize_runs.py"
+
+
+rule compare_per_class:
+    input:
+        per_image=view_files("confusion_per_image.npz", compared_runs),
+    output:
+        csv=report(
+            "{view}/tables/per_class_iou.csv",
+            caption="../report/per_class_iou_table.rst",
+            category="Tables",
+        ),
+        md="{view}/tables/per_class_iou.md",
+    log:
+        "logs/{view}/compare_per_class.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        runs=runs_param(compared_runs),
+        compare=config["report"]["compare"],
+        bootstrap=config["report"]["bootstrap"],
+        threshold=config["report"]["improvement_threshold"],
+    script:
+        "../scripts/compare_per_class.py"
+
+
+rule plot_per_class:
+    input:
+        table=rules.compare_per_class.output.csv,
+    output:
+        bars=report(
+            "{view}/figures/per_class_iou.png",
+            caption="../report/per_class_iou.rst",
+            category="Per-class IoU",
+        ),
+        bars_pdf="{view}/figures/per_class_iou.pdf",
+        change=report(
+            "{view}/figures/per_class_change.png",
+            caption="../report/per_class_change.rst",
+            category="Per-class IoU",
+        ),
+        change_pdf="{view}/figures/per_class_change.pdf",
+    log:
+        "logs/{view}/plot_per_class.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        compare=config["report"]["compare"],
+        confidence=config["report"]["bootstrap"]["confidence"],
+    script:
+        "../scripts/plot_per_class.py"
+
+
+rule plot_learning_curves:
+    input:
+        history=view_files("history.csv"),
+        metrics=view_files("metrics.json"),
+    output:
+        curves=report(
+            "{view}/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Training",
+        ),
+        curves_pdf="{view}/figures/learning_curves.pdf",
+        final=report(
+            "{view}/figures/miou_vs_epochs.png",
+            caption="../report/miou_vs_epochs.rst",
+            category="Training",
+        ),
+        final_pdf="{view}/figures/miou_vs_epochs.pdf",
+    log:
+        "logs/{view}/plot_learning_curves.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        runs=runs_param(view_runs),
+    script:
+        "../scripts/plot_learning_curves.py"
+
+
+rule plot_qualitative:
+    input:
+        predictions=view_files("predictions", final_runs),
+        images=f"{VOC}/JPEGImages",
+        labels=f"{VOC}/SegmentationClass",
+        val=f"{SPLITS}/val.txt",
+    output:
+        panel=report(
+            "{view}/figures/qualitative.png",
+            caption="../report/qualitative.rst",
+            category="Predictions",
+        ),
+        panel_pdf="{view}/figures/qualitative.pdf",
+    log:
+        "logs/{view}/plot_qualitative.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        runs=runs_param(final_runs),
+        images=config["report"]["qualitative_images"],
+        how_many=config["report"]["qualitative_count"],
+    script:
+        "../scripts/plot_qualitative.py"
+
+
+rule plot_confusion:
+    input:
+        confusion=view_files("confusion.npy", final_runs),
+    output:
+        matrix=report(
+            "{view}/figures/confusion_hard_classes.png",
+            caption="../report/confusion_hard_classes.rst",
+            category="Predictions",
+        ),
+        matrix_pdf="{view}/figures/confusion_hard_classes.pdf",
+    log:
+        "logs/{view}/plot_confusion.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        runs=runs_param(final_runs),
+        classes=config["report"]["hard_classes"],
+    script:
+        "../scripts/plot_confusion.py"
+
+
+# Figures and tables of the runs finished so far, without training the others.
+rule snapshot:
+    input:
+        report_outputs("results/snapshot"),

@@ -1,0 +1,68 @@
+"""Validation mIoU against epoch for every run, and final mIoU against epoch
+count per variant (rule plot_learning_curves)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from study_plots import LINESTYLES, plt, run_label, save, start_log, variant_colours
+
+
+def read_curve(path: Path):
+    with open(path) as handle:
+        rows = [r for r in csv.DictReader(handle) if r["mIoU"]]
+    return [int(r["epoch"]) for r in rows], [float(r["mIoU"]) for r in rows]
+
+
+def plot_curves(runs, histories):
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    epoch_counts = sorted({r["epochs"] for r in runs})
+    colours = variant_colours(variants)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run, path in zip(runs, histories):
+        epochs, miou = read_curve(Path(path))
+        style = LINESTYLES[epoch_counts.index(run["epochs"]) % len(LINESTYLES)]
+        ax.plot(epochs, miou, style, color=colours[run["variant"]], label=run_label(run), marker="." if len(epochs) < 30 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%)")
+    ax.set_title("Validation mIoU during training (colour: variant, line: epoch count)")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_final(runs, metrics):
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    colours = variant_colours(variants)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    final = [(r, json.loads(Path(m).read_text())["mIoU"]) for r, m in zip(runs, metrics)]
+    for variant in variants:
+        points = [(r["epochs"], miou) for r, miou in final if r["variant"] == variant]
+        xs = sorted({e for e, _ in points})
+        means = [np.mean([m for e, m in points if e == x]) for x in xs]
+        ax.scatter([e for e, _ in points], [m for _, m in points], color=colours[variant], alpha=0.6, s=18)
+        ax.plot(xs, means, "-o", color=colours[variant], label=variant)
+    ax.set_xlabel("epochs trained")
+    ax.set_ylabel("final val mIoU (%)")
+    ax.set_title("Final mIoU by training length (points: seeds, line: mean)")
+    if final:
+        ax.set_xticks(sorted({r["epochs"] for r in runs}))
+        ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def main(snakemake) -> None:
+    start_log(snakemake)
+    out, runs = snakemake.output, snakemake.params.runs
+    save(plot_curves(runs, snakemake.input.history), out.curves, out.curves_pdf)
+    save(plot_final(runs, snakemake.input.metrics), out.final, out.final_pdf)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821

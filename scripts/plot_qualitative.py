@@ -1,0 +1,76 @@
+"""Qualitative panel: val images x (image, ground truth, each variant's prediction)
+in the VOC palette, 255 shown as ignore (rule plot_qualitative)."""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.patches import Patch
+from PIL import Image
+
+from make_mini_voc import voc_palette
+from study_plots import plt, run_label, save, start_log
+from study_stats import VOC_CLASSES
+
+IGNORE_RGB = (255, 255, 255)
+
+
+def pick_images(val_ids: list[str], chosen, count: int) -> list[str]:
+    """The configured ids (checked), or ``count`` evenly spaced val ids."""
+    if chosen:
+        unknown = [i for i in chosen if i not in set(val_ids)]
+        if unknown:
+            raise ValueError(f"report.qualitative_images: not in val.txt: {', '.join(unknown)}")
+        return list(chosen)
+    ids = sorted(val_ids)
+    return [ids[int(round(k))] for k in np.linspace(0, len(ids) - 1, min(count, len(ids)))]
+
+
+def colourize(label: np.ndarray) -> np.ndarray:
+    palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+    rgb = palette[label]
+    rgb[label == 255] = IGNORE_RGB
+    return rgb
+
+
+def panel(ids, images_dir: Path, labels_dir: Path, runs, prediction_dirs):
+    columns = ["image", "ground truth", *[run_label(r) for r in runs]]
+    fig, axes = plt.subplots(len(ids), len(columns), figsize=(2.6 * len(columns), 2.3 * len(ids) + 0.8),
+                             squeeze=False)  # fmt: skip
+    present = set()
+    for row, image_id in enumerate(ids):
+        label = np.asarray(Image.open(labels_dir / f"{image_id}.png"))
+        tiles = [np.asarray(Image.open(images_dir / f"{image_id}.jpg").convert("RGB")), colourize(label)]
+        present |= set(np.unique(label).tolist())
+        for directory in prediction_dirs:
+            prediction = np.asarray(Image.open(Path(directory) / f"{image_id}.png"))
+            present |= set(np.unique(prediction).tolist())
+            tiles.append(colourize(prediction))
+        for col, tile in enumerate(tiles):
+            ax = axes[row, col]
+            ax.imshow(tile)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(columns[col], fontsize=10)
+        axes[row, 0].set_ylabel(image_id, fontsize=8)
+    palette = np.array(voc_palette(), dtype=float).reshape(256, 3) / 255
+    handles = [Patch(color=palette[c], label=VOC_CLASSES[c]) for c in sorted(present) if c < len(VOC_CLASSES)]
+    if 255 in present:
+        handles.append(Patch(facecolor=np.array(IGNORE_RGB) / 255, edgecolor="grey", label="ignore (255)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False, fontsize=8)
+    fig.suptitle("VOC 2012 val: predictions of each variant's longest run")
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 6), 1, 1))
+    return fig
+
+
+def main(snakemake) -> None:
+    start_log(snakemake)
+    i, p = snakemake.input, snakemake.params
+    val_ids = [line.strip() for line in open(i.val) if line.strip()]
+    ids = pick_images(val_ids, p.images, p.how_many)
+    fig = panel(ids, Path(i.images), Path(i.labels), p.runs, list(i.predictions))
+    save(fig, snakemake.output.panel, snakemake.output.panel_pdf)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821

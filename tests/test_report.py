@@ -1,0 +1,122 @@
+"""Tables, figures and the HTML report of the demo study, and what regenerates them."""
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from conftest import DEMO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+
+from study_stats import VOC_CLASSES, convergence_epoch, improvement_sentence
+
+FIGURES = ["per_class_iou", "per_class_change", "learning_curves", "miou_vs_epochs", "qualitative", "confusion_hard_classes"]
+FIGURE_RULES = {"summarize_runs", "compare_per_class", "plot_per_class", "plot_learning_curves", "plot_qualitative", "plot_confusion"}
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_exists_as_png_and_pdf(study, name):
+    png = study / f"results/figures/{name}.png"
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 600 and image.height > 300
+        assert len(np.unique(np.asarray(image.convert("L")))) > 10, "the figure is not blank"
+    assert (study / f"results/figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_summary_has_one_row_per_run_with_computed_columns(study):
+    rows = read_csv(study / "results/tables/summary.csv")
+    assert [(r["variant"], int(r["epochs"]), int(r["seed"])) for r in rows] == [
+        (v, e, 0) for v in ("voc", "vocaug") for e in DEMO["epochs"]
+    ]
+    for row in rows:
+        out = run_dir(study, row["variant"], int(row["epochs"]))
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert float(row["mIoU"]) == pytest.approx(metrics["mIoU"], abs=0.01)
+        history = read_csv(out / "history.csv")
+        expected = convergence_epoch([int(h["epoch"]) for h in history], [float(h["mIoU"]) for h in history], 0.99)
+        assert int(row["converged_epoch"]) == expected
+        assert float(row["train_hours"]) > 0 and float(row["gpu_hours"]) == pytest.approx(float(row["train_hours"]))
+        assert row["mIoU_tta"] == ""
+    assert "| variant | epochs | seed | mIoU |" in (study / "results/tables/summary.md").read_text()
+
+
+def test_per_class_table_has_the_studys_layout_and_computed_counts(study):
+    rows = read_csv(study / "results/tables/per_class_iou.csv")
+    assert [r["class"] for r in rows] == [*VOC_CLASSES, "mIoU"]
+    markdown = (study / "results/tables/per_class_iou.md").read_text()
+    for epochs in DEMO["epochs"]:
+        assert {f"voc e{epochs}", f"vocaug e{epochs}", f"change e{epochs}"} <= set(rows[0])
+        changes = [float(r[f"change e{epochs}"]) for r in rows[:-1] if r[f"change e{epochs}"]]
+        for r in rows[:-1]:
+            if r[f"change e{epochs}"]:
+                change = float(r[f"vocaug e{epochs}"]) - float(r[f"voc e{epochs}"])
+                assert float(r[f"change e{epochs}"]) == pytest.approx(change, abs=1e-3)
+                assert float(r[f"change e{epochs} low"]) <= float(r[f"change e{epochs}"]) + 1e-6
+                assert float(r[f"change e{epochs}"]) <= float(r[f"change e{epochs} high"]) + 1e-6
+        sentence = improvement_sentence(changes, 8)
+        assert f"- {epochs} epochs (vocaug vs voc): {sentence}." in markdown
+        metrics = json.loads((run_dir(study, "vocaug", epochs) / "metrics.json").read_text())
+        assert float(rows[-1][f"vocaug e{epochs}"]) == pytest.approx(metrics["mIoU"], abs=0.01)
+    assert "†" in markdown  # with 30 val images some intervals include 0, and are marked
+
+
+def test_report_builds_with_every_figure_and_table(study):
+    result = run_snakemake(study, "--report", "results/report.html", "--configfile", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (study / "results/report.html").read_text()
+    for name in [*(f"{f}.png" for f in FIGURES), "summary.csv", "per_class_iou.csv"]:
+        assert name in html, name
+
+
+def test_editing_a_plotting_script_redraws_only_its_figures(study):
+    script = study / "scripts/plot_learning_curves.py"
+    original = script.read_text()
+    script.write_text(original + "\n# a new comment\n")
+    try:
+        result = run_snakemake(study, "-n", "--configfile", "config/demo.yaml")
+    finally:
+        script.write_text(original)
+    assert planned_jobs(result) == {"plot_learning_curves": 1, "all": 1}
+
+
+def test_editing_a_figure_setting_redraws_only_that_figure(study):
+    config = write_config(study, "hard", report={"hard_classes": ["chair", "person"]})
+    assert planned_jobs(run_snakemake(study, "-n", "--configfile", config)) == {"plot_confusion": 1, "all": 1}
+
+
+def test_adding_a_seed_trains_only_the_new_runs_and_redraws_everything(study):
+    result = run_snakemake(study, "-n", "--configfile", write_config(study, "seeds", seeds=[0, 1]))
+    jobs = planned_jobs(result)
+    assert jobs["train_upernet"] == 4 and jobs["evaluate_upernet"] == 4
+    assert FIGURE_RULES <= set(jobs) and all(jobs[r] == 1 for r in FIGURE_RULES)
+    assert "output: results/runs/voc/e3-s0/final.pth" not in result.stdout
+
+
+def test_snapshot_draws_the_finished_runs_without_training_the_others(study):
+    config = write_config(study, "sweep", epochs=[*DEMO["epochs"], 12])
+    plan = planned_jobs(run_snakemake(study, "snapshot", "-n", "--configfile", config))
+    assert "train_upernet" not in plan and "evaluate_upernet" not in plan
+    assert FIGURE_RULES <= set(plan)
+    result = run_snakemake(study, "snapshot", "--cores", "2", "--configfile", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(study / "results/snapshot/tables/summary.csv")
+    assert {int(r["epochs"]) for r in rows} == set(DEMO["epochs"])
+    assert (study / "results/snapshot/figures/qualitative.png").exists()
+    assert not (study / "results/runs/voc/e12-s0").exists()
+
+
+def test_qualitative_images_are_configurable_and_checked(study):
+    val = read_ids(study / "resources/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt")
+    good = write_config(study, "qual", report={"qualitative_images": val[:2]})
+    assert planned_jobs(run_snakemake(study, "-n", "--configfile", good)) == {"plot_qualitative": 1, "all": 1}
+    bad = write_config(study, "qual_bad", report={"qualitative_images": ["2099_000001"]})
+    result = run_snakemake(study, "results/figures/qualitative.png", "--cores", "1", "--configfile", bad)
+    assert result.returncode != 0
+    log = (study / "logs/results/plot_qualitative.log").read_text()
+    assert re.search(r"report.qualitative_images: not in val.txt: 2099_000001", log)

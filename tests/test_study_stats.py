@@ -1,0 +1,94 @@
+"""The report's numbers: the study's own table, bootstrap coverage, convergence."""
+
+import numpy as np
+import pytest
+
+from study_stats import (
+    VOC_CLASSES,
+    convergence_epoch,
+    improvement_counts,
+    improvement_sentence,
+    iou_from_confusion,
+    paired_bootstrap,
+)
+
+# Per-class IoU on VOC 2012 val of ../shared/seed/study.md (original, augmented).
+STUDY = {
+    "background": (92.50, 93.83), "aeroplane": (85.25, 89.87), "bicycle": (64.18, 42.82),
+    "bird": (75.19, 85.04), "boat": (55.88, 68.03), "bottle": (52.62, 72.38), "bus": (84.03, 94.19),
+    "car": (82.53, 86.44), "cat": (81.57, 90.24), "chair": (23.88, 36.04), "cow": (70.78, 88.87),
+    "diningtable": (49.58, 54.01), "dog": (68.51, 85.54), "horse": (74.61, 85.01),
+    "motorbike": (77.79, 81.48), "person": (79.36, 84.03), "pottedplant": (50.85, 60.46),
+    "sheep": (74.50, 86.16), "sofa": (44.04, 45.22), "train": (75.30, 89.34), "tvmonitor": (63.25, 61.11),
+}  # fmt: skip
+
+
+def test_the_studys_table_gives_19_improved_and_12_by_more_than_8_points():
+    changes = [after - before for before, after in STUDY.values()]
+    assert improvement_counts(changes) == (21, 19, 12)
+    assert improvement_sentence(changes) == "19 of 21 classes improved, 12 by more than 8 points"
+    assert np.mean([b for b, _ in STUDY.values()]) == pytest.approx(67.91, abs=0.005)
+    assert np.mean([a for _, a in STUDY.values()]) == pytest.approx(75.24, abs=0.005)
+    assert tuple(STUDY) == VOC_CLASSES
+
+
+def test_iou_from_confusion():
+    confusion = np.array([[8, 2, 0], [1, 4, 0], [0, 0, 0]])
+    iou = iou_from_confusion(confusion)
+    assert iou[0] == pytest.approx(8 / 11) and iou[1] == pytest.approx(4 / 7) and np.isnan(iou[2])
+
+
+def test_convergence_epoch_on_a_known_curve():
+    epochs = list(range(1, 11))
+    curve = [10, 30, 50, 60, 65, 68, 69.5, 70, 69, 70]
+    assert convergence_epoch(epochs, curve, 0.99) == 7  # 69.5 >= 0.99 * 70 = 69.3
+    assert convergence_epoch(epochs, curve, 0.9) == 5
+    assert convergence_epoch([1, 2, 3], [None, 5.0, None]) == 2
+    assert convergence_epoch([1], [None]) is None
+
+
+def synthetic_images(rng, n, accuracy, classes=3, pixels=200, labels=None):
+    """Per-image confusion counts: each pixel's prediction is right with probability ``accuracy``."""
+    per_image = np.zeros((n, classes, classes))
+    for i in range(n):
+        label = rng.integers(0, classes, pixels) if labels is None else labels[i]
+        wrong = rng.random(pixels) > accuracy[label]
+        pred = np.where(wrong, (label + 1 + rng.integers(0, classes - 1, pixels)) % classes, label)
+        np.add.at(per_image[i], (label, pred), 1)
+    return per_image
+
+
+def test_bootstrap_intervals_cover_the_truth_at_about_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    accuracy = np.array([0.9, 0.6, 0.75])
+    truth = iou_from_confusion(synthetic_images(rng, 20000, accuracy).sum(0))
+    trials, covered = 120, np.zeros(3)
+    for trial in range(trials):
+        sample = synthetic_images(rng, 40, accuracy)
+        result = paired_bootstrap([sample], [sample], resamples=400, seed=trial)
+        covered += (result["baseline_low"] <= truth) & (truth <= result["baseline_high"])
+    rate = covered / trials
+    assert ((rate > 0.86) & (rate <= 1.0)).all(), rate  # nominal 0.95; percentile intervals run a bit narrow
+
+
+def test_paired_change_interval_excludes_zero_only_for_a_real_difference():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, (200, 200))  # the same val images for both variants
+    same = np.array([0.8, 0.8, 0.8])
+    a, b = (synthetic_images(rng, 200, same, labels=labels) for _ in range(2))
+    result = paired_bootstrap([a], [b], resamples=500, seed=0)
+    assert ((result["change_low"] < 0) & (0 < result["change_high"])).all()  # no real difference
+    better = synthetic_images(rng, 200, np.array([0.8, 0.95, 0.8]), labels=labels)
+    result = paired_bootstrap([a], [better], resamples=500, seed=0)
+    assert result["change_low"][1] > 0  # class 1 really improved
+
+
+def test_bootstrap_is_deterministic_and_averages_seeds():
+    rng = np.random.default_rng(3)
+    a1, a2, b = (synthetic_images(rng, 30, np.array([0.7, 0.8, 0.9])) for _ in range(3))
+    first = paired_bootstrap([a1, a2], [b], resamples=100, seed=5)
+    again = paired_bootstrap([a1, a2], [b], resamples=100, seed=5)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    expected = (iou_from_confusion(a1.sum(0)) + iou_from_confusion(a2.sum(0))) / 2
+    np.testing.assert_allclose(first["baseline"], expected)

@@ -1,0 +1,149 @@
+"""What the jobs add around MMEngine: device choice, stops, RNG, history, metrics, weights."""
+
+import hashlib
+import json
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from download_archive import DownloadError
+from fetch_pretrained import fetch
+from mmseg.evaluation.metrics import IoUMetric
+from upernet_runtime import (
+    NonFiniteLossHook,
+    RngStateHook,
+    StudyIoUMetric,
+    adapt_to_device,
+    prepare_work_dir,
+    read_history,
+)
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    hook, runner = NonFiniteLossHook(), SimpleNamespace(epoch=2, iter=41)
+    hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(FloatingPointError, match=r"at epoch 3, iteration 42.*no metrics are written"):
+            hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(bad)})
+
+
+def test_rng_states_travel_with_the_checkpoint():
+    hook, checkpoint = RngStateHook(), {}
+    runner = SimpleNamespace(logger=SimpleNamespace(info=lambda *a: None))
+    hook.before_save_checkpoint(runner, checkpoint)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    hook.after_load_checkpoint(runner, checkpoint)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_cpu_gets_bn_gloo_and_no_amp():
+    cfg = Config(
+        dict(
+            model=dict(backbone=dict(norm_cfg=dict(type="SyncBN")), heads=[dict(norm_cfg=dict(type="SyncBN"))]),
+            env_cfg=dict(dist_cfg=dict(backend="nccl")),
+            optim_wrapper=dict(type="AmpOptimWrapper"),
+        )
+    )
+    assert not torch.cuda.is_available()
+    assert adapt_to_device(cfg, distributed=True) == "cpu"
+    assert cfg.model.backbone.norm_cfg.type == "BN" and cfg.model.heads[0].norm_cfg.type == "BN"
+    assert cfg.env_cfg.dist_cfg.backend == "gloo"
+    assert cfg.optim_wrapper.type == "OptimWrapper"
+    assert cfg.model_wrapper_cfg.device_ids is None
+
+
+def write_scalars(folder, records):
+    path = folder / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_history_merges_attempts_and_averages_the_epoch_loss(tmp_path):
+    write_scalars(tmp_path / "20260101_000000", [
+        {"lr": 0.01, "loss": 3.0, "epoch": 1, "iter": 5, "step": 5},
+        {"lr": 0.01, "loss": 2.0, "epoch": 1, "iter": 10, "step": 10},
+        {"aAcc": 50.0, "mIoU": 10.0, "mAcc": 20.0, "step": 1},
+        {"lr": 0.008, "loss": 9.0, "epoch": 2, "iter": 15, "step": 15},  # killed mid-epoch 2
+    ])  # fmt: skip
+    write_scalars(tmp_path / "20260101_010000", [
+        {"lr": 0.008, "loss": 1.5, "epoch": 2, "iter": 20, "step": 20},
+        {"aAcc": 60.0, "mIoU": 20.0, "mAcc": 30.0, "step": 2},
+    ])  # fmt: skip
+    rows = read_history(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[0] == {"epoch": 1, "mIoU": 10.0, "aAcc": 50.0, "mAcc": 20.0, "train_loss": 2.5, "lr": 0.01}
+    assert rows[1]["train_loss"] == 1.5 and rows[1]["mIoU"] == 20.0  # the resumed attempt's epoch 2
+
+
+def test_changed_config_sets_the_old_work_dir_aside(tmp_path):
+    work = tmp_path / "work"
+    assert prepare_work_dir(work, "a" * 64) is None
+    (work / "epoch_1.pth").write_bytes(b"old")
+    assert prepare_work_dir(work, "b" * 64) is None
+    assert (tmp_path / "work.stale-1" / "epoch_1.pth").exists()
+    assert (work / "config.sha256").read_text().strip() == "b" * 64
+
+
+def sample(pred, label, name):
+    return {
+        # what the evaluator hands a metric: SegDataSample.to_dict()
+        "pred_sem_seg": {"data": torch.tensor(pred)[None]},
+        "gt_sem_seg": {"data": torch.tensor(label)[None]},
+        "img_path": f"JPEGImages/{name}.jpg",
+    }
+
+
+def test_study_metric_agrees_with_mmsegs_iou_metric_and_keeps_confusions():
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(6):
+        label = rng.integers(0, 4, size=(9, 11))
+        label[0, :] = 255
+        pred = np.where(rng.random(label.shape) < 0.7, label % 255, rng.integers(0, 21, label.shape))
+        samples.append(sample(pred, label, f"2007_00000{i}"))
+    meta = {"classes": [f"c{i}" for i in range(21)]}
+    ours, theirs = StudyIoUMetric(), IoUMetric()
+    for metric in (ours, theirs):
+        metric.dataset_meta = meta
+        metric.process({}, samples[:3])
+        metric.process({}, samples[3:])
+    assert ours.evaluate(6) == theirs.evaluate(6)
+    assert ours.image_ids == [f"2007_00000{i}" for i in range(6)]
+    confusion = ours.per_image_confusion.sum(0)
+    assert confusion.sum() == sum(int((s["gt_sem_seg"]["data"] != 255).sum()) for s in samples)
+    with np.errstate(invalid="ignore"):
+        iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    np.testing.assert_allclose(iou, ours.per_class["IoU"], rtol=1e-6)
+    assert (iou[:4] > 0.5).all() and (iou[4:] == 0).all()  # classes 4-20: only predicted
+
+
+def test_fetch_checks_the_sha256_in_the_file_name(tmp_path):
+    payload = b"weights" * 1000
+    digest = hashlib.sha256(payload).hexdigest()
+    good = tmp_path / f"resnet18_v1c-{digest[:8]}.pth"
+    good.write_bytes(payload)
+    dest = tmp_path / "out" / good.name
+    assert fetch(good.as_uri(), dest).read_bytes() == payload
+    bad = tmp_path / "resnet18_v1c-00000000.pth"
+    bad.write_bytes(payload)
+    with pytest.raises(DownloadError, match="sha256"):
+        fetch(bad.as_uri(), tmp_path / "out" / bad.name)
+    assert not (tmp_path / "out" / bad.name).exists() and not list((tmp_path / "out").glob("*.part"))
+
+
+def test_local_pretrained_weights_initialise_the_backbone(tmp_path):
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    source = MODELS.build(dict(type="ResNetV1c", depth=18))
+    path = tmp_path / "my_resnet18.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    backbone = MODELS.build(dict(type="ResNetV1c", depth=18, init_cfg=dict(type="Pretrained", checkpoint=str(path))))
+    backbone.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(backbone.state_dict()[key], value), key
