@@ -16,6 +16,10 @@ include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 
 
+onstart:
+    logger.info(cost_summary())
+
+
 rule all:
     default_target: True
     input:

@@ -52,7 +52,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:
-        for name in ("Snakefile", "rules", "scripts", "config", "envs"):
+        for name in ("Snakefile", "rules", "scripts", "config", "envs", "report"):
             source = ROOT / name
             (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
         build_archives(work / "resources/demo")

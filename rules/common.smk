@@ -1,9 +1,11 @@
 import math
 import os
+from pathlib import Path
 import re
 import sys
 
 import yaml
+from snakemake.iocontainers import Wildcards
 from snakemake.utils import validate
 
 # The config renderer is plain Python: planning needs no torch or mmseg.
@@ -179,6 +181,21 @@ def train_gpus(wildcards):
     return config["training"]["gpus"]
 
 
+# With more than one GPU the job trains with one process per GPU: on SLURM the
+# plugin then submits one task per GPU and runs the job in the batch step
+# (its `mpi` mode), where the training script starts the processes with srun.
+def train_tasks(wildcards):
+    return config["training"]["gpus"] if config["training"]["gpus"] > 1 else None
+
+
+def train_tasks_per_gpu(wildcards):
+    return 1 if config["training"]["gpus"] > 1 else None
+
+
+def train_launcher(wildcards):
+    return "srun" if config["training"]["gpus"] > 1 else None
+
+
 def split_size(split):
     """Images in a list: counted once the data stage made it, else the configured estimate."""
     path = f"{SPLITS}/{split}.txt"
@@ -192,11 +209,33 @@ def train_minutes(wildcards):
     """Estimated wall time of one run on its GPUs (planning only)."""
     settings = VARIANT_SETTINGS[wildcards.variant]
     images = sum(split_size(s["split"]) for s in settings["train_sets"])
-    per_second = config["estimates"]["train_images_per_second_per_gpu"] * settings["gpus"]
+    per_second = images_per_second() * settings["gpus"]
     epochs = int(wildcards.epochs)
-    # validation runs one image at a time but without backward: count it at 1/2 speed
-    val_images = 2 * split_size("val") * math.ceil(epochs / settings["val_interval"])
+    # a val image costs about a third of a training one (forward only)
+    val_images = split_size("val") * math.ceil(epochs / settings["val_interval"]) / 3
     return (images * epochs + val_images) / per_second / 60
+
+
+def images_per_second():
+    estimates = config["estimates"]
+    if estimates["gpu_model"] not in estimates["images_per_second"]:
+        raise WorkflowError(
+            f"estimates.gpu_model: {estimates['gpu_model']!r} is not in estimates.images_per_second"
+        )
+    return estimates["images_per_second"][estimates["gpu_model"]]
+
+
+def cost_summary():
+    """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only)."""
+    gpus = config["training"]["gpus"]
+    hours = sum(train_minutes(Wildcards(fromdict=run)) for run in RUNS) * gpus / 60
+    return (
+        f"run grid: {len(RUNS)} training jobs of {gpus} GPU(s) each "
+        f"({len(config['variants'])} variants x {len(config['epochs'])} epoch counts x "
+        f"{len(config['seeds'])} seeds) + {len(RUNS)} evaluation jobs; about {hours:.1f} GPU-hours "
+        f"of training at {images_per_second():g} images/s per GPU "
+        f"(estimates.gpu_model: {config['estimates']['gpu_model']}), finished runs included"
+    )
 
 
 def train_runtime(wildcards, attempt):

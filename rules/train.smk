@@ -1,6 +1,16 @@
 localrules:
     fetch_pretrained,
     render_mmseg_config,
+    cost,
+
+
+# `snakemake cost`: what the sweep will take, before submitting it (every run
+# prints the same line when it starts)
+rule cost:
+    log:
+        "logs/cost.log",
+    run:
+        Path(log[0]).write_text(f"{cost_summary()}\n")
 
 
 # Compute nodes are often offline: backbone weights are fetched on the login node.
@@ -50,6 +60,9 @@ rule train_upernet:
     threads: 4
     resources:
         gpu=train_gpus,
+        tasks=train_tasks,
+        tasks_per_gpu=train_tasks_per_gpu,
+        mpi=train_launcher,
         mem_mb=32000,
         runtime=train_runtime,
     params:

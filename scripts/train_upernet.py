@@ -14,6 +14,7 @@ Also a command line, for the worker processes and for use by hand:
 import argparse
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,10 +57,23 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none") -> None:
     runner.train()
 
 
+def allocated_tasks() -> int:
+    """Tasks of the SLURM allocation this job runs in (0 outside SLURM).
+
+    Asked of SLURM itself: the executor plugin's job step drops SLURM_NTASKS.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return 0
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
+    match = re.search(r"\bNumTasks=(\d+)", shown.stdout)
+    return int(match.group(1)) if match else 0
+
+
 def distributed_command(script: Path, config_path: Path, work_dir: Path, processes: int) -> list[str]:
     """srun with the slurm launcher inside a big enough allocation, else torchrun."""
     worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir)]
-    if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) >= processes:
+    if allocated_tasks() >= processes:
         return ["srun", f"--ntasks={processes}", "--kill-on-bad-exit=1", sys.executable, *worker, "--launcher", "slurm"]
     return [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",

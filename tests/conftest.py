@@ -16,7 +16,7 @@ from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs"]
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report"]
 
 
 @pytest.fixture(scope="session")

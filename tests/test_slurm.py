@@ -1,0 +1,209 @@
+"""The SLURM profile against a real one-node SLURM cluster (tools/slurm_test_cluster.sh),
+and dry-run planning on a "login node" where torch cannot be imported.
+
+No mock: jobs are submitted with sbatch, and what they asked for and where they
+ran is read back from SLURM itself (sacct, squeue).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import DEMO, REPO, copy_workflow, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+
+CLUSTER = REPO / "tools/slurm_test_cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    running = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True).returncode == 0
+    if not running:
+        started = subprocess.run([str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
+        if started.returncode != 0:
+            pytest.fail(f"the test SLURM cluster did not start:\n{started.stdout}\n{started.stderr}")
+    yield
+    if not running:
+        subprocess.run([str(CLUSTER), "stop"], capture_output=True, timeout=120)
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def test_profile(workdir: Path) -> str:
+    """profiles/slurm with tests/slurm/profile_overrides.yaml on top, in the work dir."""
+    real = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    overrides = yaml.safe_load((REPO / "tests/slurm/profile_overrides.yaml").read_text())
+    profile = workdir / "test-profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(yaml.safe_dump(merge(real, overrides)))
+    return str(profile)
+
+
+def slurm_jobs(workdir: Path, rule: str) -> list[str]:
+    """SLURM job ids of a rule's jobs, from the plugin's per-job logs."""
+    logs = (workdir / "logs/slurm" / f"rule_{rule}").rglob("*.log")
+    return sorted({p.stem for p in logs if p.stem.isdigit()}, key=int)
+
+
+def sacct(job_ids, fields="JobID,Partition,AllocTRES,State,NTasks") -> list[dict]:
+    out = subprocess.run(
+        ["sacct", "-P", "-n", "-j", ",".join(job_ids), f"--format={fields}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    names = fields.split(",")
+    return [dict(zip(names, line.split("|"))) for line in out.splitlines() if line]
+
+
+def relative_files(root: Path, skip=("_tta",)) -> set[str]:
+    return {
+        str(p.relative_to(root))
+        for folder in ("results/runs", "results/tables", "results/figures")
+        for p in (root / folder).rglob("*")
+        if p.is_file() and not any(s in p.name for s in skip) and ".snakemake_timestamp" not in p.name
+    }
+
+
+def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path, study):
+    workdir = copy_workflow(tmp_path, mini_archives)
+    result = run_snakemake(workdir, "--profile", test_profile(workdir), "--configfile", "config/demo.yaml")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+    train = slurm_jobs(workdir, "train_upernet")
+    assert len(train) == 4
+    for job in sacct(train):
+        if "." not in job["JobID"]:  # the allocation, not its steps
+            assert job["Partition"] == "gpu" and job["State"] == "COMPLETED"
+            assert "gres/gpu=1" in job["AllocTRES"]
+    evaluate = slurm_jobs(workdir, "evaluate_upernet")
+    assert len(evaluate) == 4 and all(j["Partition"] == "gpu" for j in sacct(evaluate) if "." not in j["JobID"])
+    convert = slurm_jobs(workdir, "convert_sbd")
+    assert [j["Partition"] for j in sacct(convert) if "." not in j["JobID"]] == ["cpu"]
+    # localrules never reach SLURM
+    assert not slurm_jobs(workdir, "render_mmseg_config") and not slurm_jobs(workdir, "fetch_pretrained")
+    # the same outputs as the local run of the same config
+    assert relative_files(workdir) == relative_files(study) - {
+        p for p in relative_files(study) if p.startswith("results/snapshot")
+    }
+    for variant, epochs in [("voc", 6), ("vocaug", 6)]:
+        log = (run_dir(workdir, variant, epochs) / "train.log").read_text()
+        assert "device: cpu" in log
+
+
+def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):
+    vocaug = {"vocaug": yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"]["vocaug"]}
+    config = write_config(workflow_copy, "fault", variants=vocaug, epochs=[8])
+    work = workflow_copy / "results/work/vocaug/e8-s0"
+    command = [sys.executable, "-m", "snakemake", "--profile", test_profile(workflow_copy), "--configfile", config]
+    process = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 900
+        while not (work / "last_checkpoint").exists():
+            assert process.poll() is None and time.time() < deadline, "no checkpoint before the job ended"
+            time.sleep(0.2)
+        queue = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True).stdout
+        running = [line.split("|")[0] for line in queue.splitlines() if "train_upernet" in line]
+        assert len(running) == 1, queue
+        subprocess.run(["scancel", running[0]], check=True)
+        output, _ = process.communicate(timeout=900)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output[-4000:]
+    states = {j["JobID"]: j["State"] for j in sacct(slurm_jobs(workflow_copy, "train_upernet"))}
+    assert states[running[0]].startswith("CANCELLED")
+    assert sum(state == "COMPLETED" for job, state in states.items() if "." not in job) == 1
+    out = run_dir(workflow_copy, "vocaug", 8)
+    log = (out / "train.log").read_text()
+    assert re.search(r"resuming from checkpoint \S+/epoch_(\d+)\.pth \(epoch \1 done\)", log), log[-3000:]
+    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 8
+
+
+def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
+    voc = {"voc": {"train_sets": [{"split": "train", "labels": "SegmentationClass"}]}}
+    config = write_config(workflow_copy, "ddp", variants=voc, epochs=[1], training={**DEMO["training"], "gpus": 2})
+    result = run_snakemake(workflow_copy, "--profile", test_profile(workflow_copy), "--configfile", config)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (job,) = slurm_jobs(workflow_copy, "train_upernet")
+    rows = sacct([job])
+    allocation = next(r for r in rows if r["JobID"] == job)
+    assert allocation["Partition"] == "gpu" and "gres/gpu=2" in allocation["AllocTRES"]
+    assert any(r["JobID"].startswith(f"{job}.") and r["NTasks"] == "2" for r in rows), rows
+    log = (run_dir(workflow_copy, "voc", 1) / "train.log").read_text()
+    assert "launching 2 processes: srun --ntasks=2" in log
+    assert "rank 0 of world size 2 (gloo)" in log and "rank 1 of world size 2 (gloo)" in log
+    lr = DEMO["training"]["base_lr"] * 2 * DEMO["training"]["batch_per_gpu"] / 16
+    assert f"2 process(es) x {DEMO['training']['batch_per_gpu']} images per step, lr {lr:.6g}" in log
+    train = len(read_ids(workflow_copy / "resources/VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"))
+    per_epoch = int(re.search(r"Epoch\(train\) \[1\]\[\d+/(\d+)\]", log).group(1))
+    assert per_epoch == -(-train // (2 * DEMO["training"]["batch_per_gpu"]))
+
+
+# ---- planning on a login node ------------------------------------------------------
+@pytest.fixture
+def login_node(tmp_path):
+    """A fresh checkout (no data, no results) and a Python that cannot import torch or mm*."""
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    for name in ("Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for module in ("torch", "torchvision", "mmcv", "mmengine", "mmseg"):
+        (blocked / f"{module}.py").write_text(f"raise ImportError('no {module} on the login node')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert "no torch on the login node" in probe.stderr
+    return workdir, env
+
+
+# conda itself is not installed here (its channels are unreachable), and Snakemake
+# asks `conda info` even when planning: the dry run swaps only that setting.
+NO_CONDA = ("--software-deployment-method", "env-modules")
+
+
+def test_dry_run_plans_the_full_study_without_torch_gpu_or_data(login_node):
+    workdir, env = login_node
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm", *NO_CONDA],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["train_upernet"] == 6 and jobs["evaluate_upernet"] == 6 and jobs["download_archive"] == 2
+    assert jobs["fetch_pretrained"] == 1
+    block = result.stdout.split("rule train_upernet:")[1].split("\n\n")[0]
+    resources = re.search(r"resources: (.*)", block).group(1)
+    for expected in ("gpu=2", "tasks=2", "tasks_per_gpu=1", "slurm_partition=gpu", "cpus_per_gpu=8", "mem_mb=64000"):
+        assert expected in resources, resources
+    assert re.search(r"runtime=\d+", resources)
+
+
+def test_cost_target_prints_gpu_jobs_and_gpu_hours(login_node):
+    workdir, env = login_node
+    result = subprocess.run([sys.executable, "-m", "snakemake", "cost", "--cores", "1"],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r"run grid: 6 training jobs of 2 GPU\(s\) each .* about ([\d.]+) GPU-hours", result.stderr)
+    assert match, result.stderr[-2000:]
+    # official sizes: (1464 + 10582) images x (30 + 100 + 200) epochs at 20 images/s per GPU, plus validation
+    training_only = (1464 + 10582) * 330 / 20 / 3600
+    assert training_only < float(match.group(1)) < 1.2 * training_only
