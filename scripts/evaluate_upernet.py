@@ -90,6 +90,11 @@ def main(snakemake) -> None:
     log_file = open(snakemake.log[0], "w", buffering=1)
     sys.stdout = sys.stderr = log_file
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    from upernet_runtime import cpu_threads
+
+    torch.set_num_threads(cpu_threads(snakemake.threads))
     out = snakemake.output
     scratch = Path(snakemake.input.checkpoint).parent
     predictions = Path(out.predictions)

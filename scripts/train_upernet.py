@@ -14,7 +14,6 @@ Also a command line, for the worker processes and for use by hand:
 import argparse
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,23 +56,12 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none") -> None:
     runner.train()
 
 
-def allocated_tasks() -> int:
-    """Tasks of the SLURM allocation this job runs in (0 outside SLURM).
-
-    Asked of SLURM itself: the executor plugin's job step drops SLURM_NTASKS.
-    """
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return 0
-    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
-    match = re.search(r"\bNumTasks=(\d+)", shown.stdout)
-    return int(match.group(1)) if match else 0
-
-
 def distributed_command(script: Path, config_path: Path, work_dir: Path, processes: int) -> list[str]:
     """srun with the slurm launcher inside a big enough allocation, else torchrun."""
+    from upernet_runtime import slurm_allocation
+
     worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir)]
-    if allocated_tasks() >= processes:
+    if slurm_allocation().get("NumTasks", 0) >= processes:
         return ["srun", f"--ntasks={processes}", "--kill-on-bad-exit=1", sys.executable, *worker, "--launcher", "slurm"]
     return [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
@@ -81,19 +69,30 @@ def distributed_command(script: Path, config_path: Path, work_dir: Path, process
     ]  # fmt: skip
 
 
-def run_job(config_path: Path, work_dir: Path, checkpoint: Path, history: Path, script: Path, log_file) -> None:
+def run_job(
+    config_path: Path, work_dir: Path, checkpoint: Path, history: Path, script: Path, log_file, threads: int = 1
+) -> None:
     """What the Snakemake job does: train (one or more processes), then export."""
+    import torch
     from mmengine.config import Config
 
-    from upernet_runtime import export_final, free_port, read_history, write_history
+    from upernet_runtime import cpu_threads, export_final, free_port, read_history, write_history
 
     cfg = Config.fromfile(str(config_path))
     processes = int(cfg.get("gpus", 1))
+    threads = cpu_threads(threads)
     if processes == 1:
+        torch.set_num_threads(threads)
+        log.info("%d CPU thread(s)", threads)
         train(config_path, work_dir)
     else:
         command = distributed_command(script, config_path, work_dir, processes)
-        env = {**os.environ, "MASTER_PORT": str(free_port()), "PYTHONPATH": str(script.parent)}
+        env = {
+            **os.environ,
+            "MASTER_PORT": str(free_port()),
+            "PYTHONPATH": str(script.parent),
+            "OMP_NUM_THREADS": str(max(1, threads // processes)),
+        }
         log.info("launching %d processes: %s", processes, " ".join(command))
         subprocess.run(command, check=True, env=env, stdout=log_file, stderr=log_file)
     export_final(work_dir, checkpoint, cfg.max_epochs)
@@ -118,6 +117,7 @@ def main(snakemake) -> None:
         Path(snakemake.output.history),
         Path(snakemake.scriptdir) / "train_upernet.py",
         log_file,
+        snakemake.threads,
     )
 
 

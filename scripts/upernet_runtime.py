@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import subprocess
 from collections import OrderedDict
@@ -71,6 +72,28 @@ def adapt_to_device(cfg, distributed: bool) -> str:
         )
     log.info("device: cpu (no CUDA device); %d SyncBN layers run as BN; gloo backend", replaced)
     return "cpu"
+
+
+def slurm_allocation() -> dict[str, int]:
+    """NumTasks and NumCPUs of the SLURM job this process runs in ({} outside SLURM).
+
+    Asked of SLURM itself: the executor plugin's job step drops SLURM_NTASKS and friends.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return {}
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+    return {key: int(value) for key, value in re.findall(r"\b(NumTasks|NumCPUs)=(\d+)", shown)}
+
+
+def cpu_threads(requested: int) -> int:
+    """Threads for torch: the job's threads, at most the CPUs SLURM gave the job.
+
+    Without a cgroup per job, torch would otherwise start one thread per core of
+    the node, and jobs sharing a node slow each other down many times over.
+    """
+    allocated = slurm_allocation().get("NumCPUs")
+    return max(1, min(requested, allocated) if allocated else requested)
 
 
 def free_port() -> int:

@@ -46,7 +46,7 @@ def merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def test_profile(workdir: Path) -> str:
+def make_test_profile(workdir: Path) -> str:
     """profiles/slurm with tests/slurm/profile_overrides.yaml on top, in the work dir."""
     real = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     overrides = yaml.safe_load((REPO / "tests/slurm/profile_overrides.yaml").read_text())
@@ -57,9 +57,20 @@ def test_profile(workdir: Path) -> str:
 
 
 def slurm_jobs(workdir: Path, rule: str) -> list[str]:
-    """SLURM job ids of a rule's jobs, from the plugin's per-job logs."""
-    logs = (workdir / "logs/slurm" / f"rule_{rule}").rglob("*.log")
-    return sorted({p.stem for p in logs if p.stem.isdigit()}, key=int)
+    """SLURM job ids of a rule's jobs submitted from ``workdir``, as SLURM's accounting has them.
+
+    The plugin puts ``rule_<name>[_wildcards_...]`` in each job's comment.
+    """
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-P", "-n", "-S", "2020-01-01", "--format=JobID,Comment%400,WorkDir%600"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    jobs = []
+    for line in out.splitlines():
+        job, comment, directory = line.split("|")
+        if directory == str(workdir) and (comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_")):
+            jobs.append(job)
+    return sorted(jobs, key=int)
 
 
 def sacct(job_ids, fields="JobID,Partition,AllocTRES,State,NTasks") -> list[dict]:
@@ -82,7 +93,7 @@ def relative_files(root: Path, skip=("_tta",)) -> set[str]:
 
 def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path, study):
     workdir = copy_workflow(tmp_path, mini_archives)
-    result = run_snakemake(workdir, "--profile", test_profile(workdir), "--configfile", "config/demo.yaml")
+    result = run_snakemake(workdir, "--profile", make_test_profile(workdir), "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     train = slurm_jobs(workdir, "train_upernet")
@@ -107,10 +118,11 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
 
 
 def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):
-    vocaug = {"vocaug": yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"]["vocaug"]}
-    config = write_config(workflow_copy, "fault", variants=vocaug, epochs=[8])
+    config = write_config(workflow_copy, "fault", epochs=[8])
     work = workflow_copy / "results/work/vocaug/e8-s0"
-    command = [sys.executable, "-m", "snakemake", "--profile", test_profile(workflow_copy), "--configfile", config]
+    target = "results/runs/vocaug/e8-s0/final.pth"  # this run only
+    profile = make_test_profile(workflow_copy)
+    command = [sys.executable, "-m", "snakemake", target, "--profile", profile, "--configfile", config]
     process = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
@@ -137,9 +149,9 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
 
 
 def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
-    voc = {"voc": {"train_sets": [{"split": "train", "labels": "SegmentationClass"}]}}
-    config = write_config(workflow_copy, "ddp", variants=voc, epochs=[1], training={**DEMO["training"], "gpus": 2})
-    result = run_snakemake(workflow_copy, "--profile", test_profile(workflow_copy), "--configfile", config)
+    config = write_config(workflow_copy, "ddp", epochs=[1], training={**DEMO["training"], "gpus": 2})
+    target = "results/runs/voc/e1-s0/history.csv"
+    result = run_snakemake(workflow_copy, target, "--profile", make_test_profile(workflow_copy), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     (job,) = slurm_jobs(workflow_copy, "train_upernet")
     rows = sacct([job])

@@ -80,6 +80,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$RUN/log/jobcomp.log
@@ -154,9 +155,10 @@ start() {
 
 stop() {
     for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
-        local pidfile="$RUN/pids/$daemon.pid"
-        if [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; then
-            for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.2; done
+        local pidfile="$RUN/pids/$daemon.pid" pid
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        if kill "$pid" 2>/dev/null; then
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
             log "stopped $daemon"
         fi
         rm -f "$pidfile"
