@@ -1,6 +1,5 @@
 import math
 import os
-from pathlib import Path
 import re
 import sys
 

@@ -1,5 +1,12 @@
 localrules:
     download_archive,
+    data,
+
+
+# `snakemake data`: the data stage alone
+rule data:
+    input:
+        data_stage_outputs(),
 
 
 rule download_archive:

@@ -5,12 +5,16 @@ localrules:
 
 
 # `snakemake cost`: what the sweep will take, before submitting it (every run
-# prints the same line when it starts)
+# also logs the same line when it starts)
 rule cost:
     log:
         "logs/cost.log",
-    run:
-        Path(log[0]).write_text(f"{cost_summary()}\n")
+    conda:
+        "../envs/data.yaml"
+    params:
+        summary=cost_summary(),
+    script:
+        "../scripts/print_cost.py"
 
 
 # Compute nodes are often offline: backbone weights are fetched on the login node.

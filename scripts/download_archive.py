@@ -22,12 +22,20 @@ class DownloadError(RuntimeError):
     pass
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
+
+
+def sha256sum(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def _progress_bar(total: int | None, initial: int, name: str):
@@ -60,14 +68,6 @@ def _open(url: str, offset: int, timeout: float):
     except (urllib.error.URLError, OSError) as error:
         raise DownloadError(f"{url}: {error}") from error
     return response, offset > 0 and response.status == 206
-
-
-def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verify(url: str, part: Path, md5: str | None, sha256_prefix: str | None) -> None:

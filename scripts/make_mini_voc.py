@@ -25,7 +25,6 @@ can carry the archives' md5 sums.
 
 import argparse
 import gzip
-import hashlib
 import io
 import os
 import tarfile
@@ -37,6 +36,8 @@ import scipy.io
 import scipy.ndimage
 import scipy.sparse
 from PIL import Image, ImageDraw
+
+from download_archive import md5sum
 
 NUM_CLASSES = 21  # background + 20 object classes
 IGNORE_INDEX = 255
@@ -349,14 +350,6 @@ def build_archives(out_dir: Path, seed: int = 0) -> dict[str, str]:
     write_tar(out_dir / VOC_ARCHIVE_NAME, voc, gzipped=False)
     write_tar(out_dir / SBD_ARCHIVE_NAME, sbd, gzipped=True)
     return {name: md5sum(out_dir / name) for name in (VOC_ARCHIVE_NAME, SBD_ARCHIVE_NAME)}
-
-
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main() -> None:

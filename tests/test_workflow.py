@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, read_ids, run_snakemake
 from PIL import Image
 
-DEMO = ("--cores", "2", "--configfile", "config/demo.yaml")
+DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
 VOC = "resources/VOCdevkit/VOC2012"
 
 
