@@ -21,8 +21,8 @@ from pathlib import Path
 log = logging.getLogger("upernet")
 
 
-def train(config_path: Path, work_dir: Path, launcher: str = "none") -> None:
-    """Run (or resume) MMEngine training of ``config_path`` in ``work_dir``."""
+def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None) -> None:
+    """Run (or resume) MMEngine training of ``config_path`` (already loaded: ``cfg``) in ``work_dir``."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -35,7 +35,7 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none") -> None:
         prepare_work_dir,
     )
 
-    cfg = Config.fromfile(str(config_path))
+    cfg = Config.fromfile(str(config_path)) if cfg is None else cfg
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     device = adapt_to_device(cfg, distributed=launcher != "none")
@@ -79,12 +79,12 @@ def run_job(
     from upernet_runtime import cpu_threads, export_final, free_port, read_history, write_history
 
     cfg = Config.fromfile(str(config_path))
-    processes = int(cfg.get("gpus", 1))
+    processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
     threads = cpu_threads(threads)
     if processes == 1:
         torch.set_num_threads(threads)
         log.info("%d CPU thread(s)", threads)
-        train(config_path, work_dir)
+        train(config_path, work_dir, cfg=cfg)
     else:
         command = distributed_command(script, config_path, work_dir, processes)
         env = {
@@ -95,7 +95,7 @@ def run_job(
         }
         log.info("launching %d processes: %s", processes, " ".join(command))
         subprocess.run(command, check=True, env=env, stdout=log_file, stderr=log_file)
-    export_final(work_dir, checkpoint, cfg.max_epochs)
+    export_final(work_dir, checkpoint, max_epochs)
     write_history(read_history(work_dir), history)
     log.info("run finished: %s, %s", checkpoint, history)
 
