@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import scipy.io
 import yaml
-from conftest import REPO, read_ids, run_snakemake
+from conftest import REPO, read_ids, run_snakemake, write_config
 from PIL import Image
 
 DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
@@ -52,12 +53,6 @@ def test_data_stage_runs_on_mini_archives_and_then_has_nothing_to_do(workflow_co
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def write_config(workdir, data) -> str:
-    path = workdir / "config/test.yaml"
-    path.write_text(yaml.safe_dump({"data": data}))
-    return "config/test.yaml"
-
-
 def demo_data():
     return yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
 
@@ -65,34 +60,33 @@ def demo_data():
 def test_unknown_key_fails_before_any_job_with_its_name(workflow_copy):
     data = demo_data()
     data["voc"]["md55"] = data["voc"].pop("md5")
-    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, data))
+    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, "bad", data=data))
     assert result.returncode != 0
     assert "'md55' was unexpected" in result.stdout + result.stderr
     assert not (workflow_copy / "resources/VOCdevkit").exists()
 
 
-def test_wrong_type_fails_with_the_key_name(workflow_copy):
+@pytest.mark.parametrize(
+    "source, key, value, expected",
+    [
+        ("sbd", "md5", 12345, ["12345 is not of type", "['sbd']['md5']"]),
+        ("voc", "archive", "nowhere/VOCtrainval.tar", ["data.voc.archive", "nowhere/VOCtrainval.tar"]),
+    ],
+    ids=["wrong-type", "missing-archive"],
+)
+def test_bad_config_fails_at_planning_with_the_key_name(workflow_copy, source, key, value, expected):
     data = demo_data()
-    data["sbd"]["md5"] = 12345
-    result = run_snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, data))
+    data[source][key] = value
+    result = run_snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, "bad", data=data))
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "12345 is not of type" in output and "['sbd']['md5']" in output
-
-
-def test_missing_local_archive_names_the_key(workflow_copy):
-    data = demo_data()
-    data["voc"]["archive"] = "nowhere/VOCtrainval.tar"
-    result = run_snakemake(workflow_copy, "-n", "--configfile", write_config(workflow_copy, data))
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "data.voc.archive" in output and "nowhere/VOCtrainval.tar" in output
+    assert all(text in output for text in expected), output[-2000:]
 
 
 def test_wrong_md5_stops_extraction_with_nothing_left(workflow_copy):
     data = demo_data()
     data["voc"]["md5"] = "0" * 32
-    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, data))
+    result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, "bad", data=data))
     assert result.returncode != 0
     assert "but data.voc.md5 says 00000000" in (workflow_copy / "logs/extract_voc.log").read_text()
     assert not (workflow_copy / VOC / "JPEGImages").exists()
