@@ -180,8 +180,9 @@ def prepare_work_dir(work_dir: Path, config_sha256: str) -> str | None:
     stamp.write_text(config_sha256 + "\n")
     latest = find_latest_checkpoint(str(work_dir))
     if latest:
-        epoch = torch.load(latest, map_location="cpu")["meta"]["epoch"]
-        log.info("resuming from checkpoint %s (epoch %d done)", latest, epoch)
+        # CheckpointHook names them epoch_<n>.pth; loading one only to log <n> would read it twice
+        epoch = re.search(r"epoch_(\d+)\.pth$", latest)
+        log.info("resuming from checkpoint %s (epoch %s done)", latest, epoch.group(1) if epoch else "?")
     else:
         log.info("no checkpoint in %s: training starts at epoch 0", work_dir)
     return latest
