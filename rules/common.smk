@@ -1,3 +1,4 @@
+import functools
 import math
 import os
 import re
@@ -195,8 +196,11 @@ def train_launcher(wildcards):
     return "srun" if config["training"]["gpus"] > 1 else None
 
 
+@functools.lru_cache(maxsize=None)
 def split_size(split):
-    """Images in a list: counted once the data stage made it, else the configured estimate."""
+    """Images in a list: counted once the data stage made it, else the configured estimate.
+
+    Cached: planning asks it for every run, and a list holds up to 10,582 lines."""
     path = f"{SPLITS}/{split}.txt"
     if os.path.exists(path):
         with open(path) as handle:
