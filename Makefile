@@ -5,28 +5,36 @@ BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
 DEMO_ARCHIVES := resources/demo/VOCtrainval_mini.tar resources/demo/benchmark_mini.tgz
 
-.PHONY: venv demo demo-data test lint envs clean
+.PHONY: venv lock demo demo-data test lint envs clean
 
 venv: $(VENV)/.installed
 
-# One idempotent command for the pinned stack (requirements.txt).  mmcv 2.1.0
-# has no wheel on PyPI: it is built against the torch installed just before it
-# (CPU ops where there is no CUDA); pip caches the built wheel for next time.
-$(VENV)/.installed: requirements.txt .python-version
+# The whole environment from requirements.lock, every file hash-checked, in two
+# steps: mmcv 2.1.0 has no wheel on PyPI and is built against the torch
+# installed before it (CPU ops where there is no CUDA); pip caches the built
+# wheel for next time.  A lock compiled from another requirements.txt stops here.
+$(VENV)/.installed: requirements.lock requirements.txt .python-version
+	$(PYTHON) tools/lock.py check
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -c requirements.txt pip setuptools wheel ninja
-	$(BIN)/python -m pip install -c requirements.txt torch torchvision numpy
-	MAX_JOBS=$(CORES) $(BIN)/python -m pip install -c requirements.txt --no-build-isolation mmcv
-	$(BIN)/python -m pip install -r requirements.txt
+	$(PYTHON) tools/lock.py stage requirements.lock --except mmcv > $(VENV)/lock-1.txt
+	$(PYTHON) tools/lock.py stage requirements.lock --only mmcv > $(VENV)/lock-2.txt
+	$(BIN)/python -m pip install --require-hashes --no-deps -r $(VENV)/lock-1.txt
+	MAX_JOBS=$(CORES) $(BIN)/python -m pip install --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-2.txt
 	$(BIN)/python -m pip check
 	touch $@
+
+# Recompile requirements.lock after editing requirements.txt (then `make venv`).
+# pip-compile runs in .venv: mmcv's metadata can only be read where torch is installed.
+lock:
+	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install -c requirements.txt pip-tools
+	$(BIN)/python tools/lock.py compile
 
 # The bundled default data: small VOC/SBD archives in the real formats,
 # rewritten only when the generator changes (their md5s are in config/demo.yaml).
 demo-data: $(DEMO_ARCHIVES)
 
-$(DEMO_ARCHIVES) &: scripts/make_mini_voc.py | $(VENV)/.installed
-	$(BIN)/python scripts/make_mini_voc.py --out resources/demo
+$(DEMO_ARCHIVES) &: tools/make_mini_voc.py scripts/common/voc.py | $(VENV)/.installed
+	$(BIN)/python tools/make_mini_voc.py --out resources/demo
 
 demo: demo-data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml

@@ -30,7 +30,7 @@ import scipy.io
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tools")]
 
 from convert_sbd import convert_all, plan_conversion  # noqa: E402
 from make_mini_voc import assign_classes, draw_scene, sbd_cls_mat  # noqa: E402

@@ -28,7 +28,7 @@ from pathlib import Path
 import mmseg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tools")]
 
 from make_mini_voc import build_archives  # noqa: E402
 

@@ -1,16 +1,24 @@
+# What the rules share, in the order a reader needs it:
+#   1. the config: read, normalised, validated, cross-checked (every error before any job)
+#   2. paths and wildcards
+#   3. data sources: archives, downloads, the data stage's outputs
+#   4. the run grid: one trained model per variant x epoch count x seed
+#   5. resources of the GPU jobs, and what the sweep costs
+#   6. the report: its two views, and the runs each figure reads
+# Input functions that rules call are named get_*.
+
 import functools
-import math
 import os
 import re
 import sys
 
 import yaml
-from snakemake.iocontainers import Wildcards
 from snakemake.utils import validate
 
-# The config renderer is plain Python: planning needs no torch or mmseg.
+# The planning helpers are plain Python: a login node needs no torch or mmseg.
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
-from mmseg_config import (
+from common.cost import runtime_request, sweep_summary, train_minutes
+from common.mmseg_config import (
     AUGMENT_DEFAULTS,
     PRETRAINED_URLS,
     RUNTIME_SETTINGS,
@@ -19,15 +27,75 @@ from mmseg_config import (
     pretrained_file,
 )
 
+
+# ==== 1. the config ===============================================================
+def _whole_numbers(key):
+    """config[key] as a list of ints: `--config epochs=[1,2]` hands list items over as
+    strings, and `--config epochs=3` a single value."""
+    values = config.get(key)
+    if values is None:
+        return
+    if not isinstance(values, list):
+        values = [values]
+    numbers = []
+    for value in values:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WorkflowError(
+                f"config key {key}: {value!r} is not a non-negative whole number (e.g. {key}=[1,2])"
+            )
+        numbers.append(value)
+    config[key] = numbers
+
+
+_whole_numbers("epochs")
+_whole_numbers("seeds")
+
 # A wrong key or type fails here, before any job, with the key's name.
 validate(config, "../config/schemas/config.schema.yaml")
 
 
+def check_config():
+    """The checks across keys that a schema cannot express."""
+    for name in config["report"]["compare"]:
+        if name not in config["variants"]:
+            raise WorkflowError(
+                f"report.compare: {name!r} is not a variant ({', '.join(config['variants'])})"
+            )
+    estimates = config["estimates"]
+    if estimates["gpu_model"] not in estimates["images_per_second"]:
+        raise WorkflowError(
+            f"estimates.gpu_model: {estimates['gpu_model']!r} is not in estimates.images_per_second"
+        )
+    for name in ("voc", "sbd"):
+        archive = config["data"][name]["archive"]
+        if archive is not None and not os.path.isfile(archive):
+            raise WorkflowError(
+                f"data.{name}.archive: no such file {archive!r} (set it to null to download data.{name}.url)"
+            )
+
+
+check_config()
+
+
+# ==== 2. paths and wildcards =======================================================
 VOC = "resources/VOCdevkit/VOC2012"
 SBD = "resources/VOCdevkit/VOCaug/dataset"
 SPLITS = f"{VOC}/ImageSets/Segmentation"
+RUN = "results/runs/{variant}/e{epochs}-s{seed}"  # a run's outputs and its jobs' logs
+WORK = "results/work/{variant}/e{epochs}-s{seed}"  # its checkpoints (never deleted by Snakemake)
 
 
+wildcard_constraints:
+    archive=r"[^/]+",
+    variant="|".join(re.escape(v) for v in config["variants"]),
+    epochs=r"\d+",
+    seed=r"\d+",
+    view="results|results/snapshot",
+
+
+# ==== 3. data sources ==============================================================
 def _official_md5s():
     """The md5s of the official archives: the schema's defaults."""
     with open(workflow.source_path("../config/schemas/config.schema.yaml")) as handle:
@@ -43,15 +111,10 @@ def archive_path(name):
     source = config["data"][name]
     if source["archive"] is None:
         return f"resources/archives/{os.path.basename(source['url'].rstrip('/'))}"
-    if not os.path.isfile(source["archive"]):
-        raise WorkflowError(
-            f"data.{name}.archive: no such file {source['archive']!r} "
-            f"(set it to null to download data.{name}.url)"
-        )
     return source["archive"]
 
 
-def download_source(wildcards):
+def _download_source(wildcards):
     """The config entry whose archive resources/archives/{archive} is."""
     for name, source in config["data"].items():
         if archive_path(name) == f"resources/archives/{wildcards.archive}":
@@ -59,12 +122,12 @@ def download_source(wildcards):
     raise WorkflowError(f"no data source downloads to resources/archives/{wildcards.archive}")
 
 
-def download_url(wildcards):
-    return download_source(wildcards)["url"]
+def get_download_url(wildcards):
+    return _download_source(wildcards)["url"]
 
 
-def download_md5(wildcards):
-    return download_source(wildcards)["md5"]
+def get_download_md5(wildcards):
+    return _download_source(wildcards)["md5"]
 
 
 def is_official(name):
@@ -91,25 +154,13 @@ def data_stage_outputs():
     ]
 
 
-# ---- the run grid: one trained model per variant x epoch count x seed ---------
-RUN = "results/runs/{variant}/e{epochs}-s{seed}"
-WORK = "results/work/{variant}/e{epochs}-s{seed}"
+# ==== 4. the run grid ==============================================================
 RUNS = [
     {"variant": variant, "epochs": epochs, "seed": seed}
     for variant in config["variants"]
     for epochs in config["epochs"]
     for seed in config["seeds"]
 ]
-
-
-wildcard_constraints:
-    archive=r"[^/]+",
-    variant="|".join(re.escape(v) for v in config["variants"]),
-    epochs=r"\d+",
-    seed=r"\d+",
-    view="results|results/snapshot",
-
-
 MODEL_OVERRIDES = ("depth", "loss", "pretrained")
 
 
@@ -144,7 +195,7 @@ def _canonical(value):
     return value
 
 
-def run_settings(wildcards):
+def get_run_settings(wildcards):
     """Everything that determines the result of run {variant}/e{epochs}-s{seed}."""
     return _canonical(
         {
@@ -158,7 +209,7 @@ def run_settings(wildcards):
     )
 
 
-def train_data(wildcards):
+def get_train_data(wildcards):
     """The lists and label folders a run reads, the val set, and its backbone weights."""
     settings = VARIANT_SETTINGS[wildcards.variant]
     inputs = [f"{VOC}/JPEGImages", f"{SPLITS}/val.txt", f"{VOC}/SegmentationClass"]
@@ -170,30 +221,30 @@ def train_data(wildcards):
     return sorted(set(inputs))
 
 
-def pretrained_url(wildcards):
+def get_pretrained_url(wildcards):
     for name, url in PRETRAINED_URLS.items():
         if url.rsplit("/", 1)[1] == wildcards.weights:
             return url
     raise WorkflowError(f"no known weights are called {wildcards.weights}")
 
 
-def train_gpus(wildcards):
-    return config["training"]["gpus"]
+def run_outputs():
+    names = ["metrics.json", "history.csv", "confusion.npy"]
+    if config["evaluation"]["tta"]:
+        names.append("metrics_tta.json")
+    return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
 
 
+# ==== 5. resources and cost ========================================================
 # With more than one GPU the job trains with one process per GPU: on SLURM the
 # plugin then submits one task per GPU and runs the job in the batch step
 # (its `mpi` mode), where the training script starts the processes with srun.
-def train_tasks(wildcards):
-    return config["training"]["gpus"] if config["training"]["gpus"] > 1 else None
-
-
-def train_tasks_per_gpu(wildcards):
-    return 1 if config["training"]["gpus"] > 1 else None
-
-
-def train_launcher(wildcards):
-    return "srun" if config["training"]["gpus"] > 1 else None
+TRAIN_GPUS = config["training"]["gpus"]
+MULTI_GPU = TRAIN_GPUS > 1
+TRAIN_TASKS = TRAIN_GPUS if MULTI_GPU else None
+TRAIN_TASKS_PER_GPU = 1 if MULTI_GPU else None
+TRAIN_LAUNCHER = "srun" if MULTI_GPU else None
+IMAGES_PER_SECOND = config["estimates"]["images_per_second"][config["estimates"]["gpu_model"]]
 
 
 @functools.lru_cache(maxsize=None)
@@ -208,61 +259,44 @@ def split_size(split):
     return config["estimates"]["split_sizes"].get(split, 0)
 
 
-def train_minutes(wildcards):
+def run_minutes(variant, epochs):
     """Estimated wall time of one run on its GPUs (planning only)."""
-    settings = VARIANT_SETTINGS[wildcards.variant]
-    images = sum(split_size(s["split"]) for s in settings["train_sets"])
-    per_second = images_per_second() * settings["gpus"]
-    epochs = int(wildcards.epochs)
-    # a val image costs about a third of a training one (forward only)
-    val_images = split_size("val") * math.ceil(epochs / settings["val_interval"]) / 3
-    return (images * epochs + val_images) / per_second / 60
+    settings = VARIANT_SETTINGS[variant]
+    return train_minutes(
+        train_images=sum(split_size(s["split"]) for s in settings["train_sets"]),
+        val_images=split_size("val"),
+        epochs=epochs,
+        val_interval=settings["val_interval"],
+        images_per_second=IMAGES_PER_SECOND,
+        gpus=settings["gpus"],
+    )
 
 
-def images_per_second():
-    estimates = config["estimates"]
-    if estimates["gpu_model"] not in estimates["images_per_second"]:
-        raise WorkflowError(
-            f"estimates.gpu_model: {estimates['gpu_model']!r} is not in estimates.images_per_second"
-        )
-    return estimates["images_per_second"][estimates["gpu_model"]]
+def get_train_runtime(wildcards, attempt):
+    return runtime_request(run_minutes(wildcards.variant, int(wildcards.epochs)), attempt)
+
+
+def get_attempt(wildcards, attempt):
+    return attempt
 
 
 def cost_summary():
     """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only)."""
-    gpus = config["training"]["gpus"]
-    hours = sum(train_minutes(Wildcards(fromdict=run)) for run in RUNS) * gpus / 60
-    return (
-        f"run grid: {len(RUNS)} training jobs of {gpus} GPU(s) each "
-        f"({len(config['variants'])} variants x {len(config['epochs'])} epoch counts x "
-        f"{len(config['seeds'])} seeds) + {len(RUNS)} evaluation jobs; about {hours:.1f} GPU-hours "
-        f"of training at {images_per_second():g} images/s per GPU "
-        f"(estimates.gpu_model: {config['estimates']['gpu_model']}), finished runs included"
+    return sweep_summary(
+        [run_minutes(run["variant"], run["epochs"]) for run in RUNS],
+        gpus=TRAIN_GPUS,
+        variants=len(config["variants"]),
+        epoch_counts=len(config["epochs"]),
+        seeds=len(config["seeds"]),
+        images_per_second=IMAGES_PER_SECOND,
+        gpu_model=config["estimates"]["gpu_model"],
     )
 
 
-def train_runtime(wildcards, attempt):
-    """SLURM runtime request in minutes: the estimate with a margin, more on each retry."""
-    return int(math.ceil(1.5 * train_minutes(wildcards) + 15) * attempt)
-
-
-def run_outputs():
-    names = ["metrics.json", "history.csv", "confusion.npy"]
-    if config["evaluation"]["tta"]:
-        names.append("metrics_tta.json")
-    return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
-
-
-# ---- report: tables and figures --------------------------------------------------
+# ==== 6. the report ================================================================
 # Two views of the same rules: `results` (every run of the config; what `all`
 # builds) and `results/snapshot` (only the runs that have finished, for a look
 # mid-sweep: target `snapshot`).
-for _name in config["report"]["compare"]:
-    if _name not in config["variants"]:
-        raise WorkflowError(
-            f"report.compare: {_name!r} is not a variant ({', '.join(config['variants'])})"
-        )
-
 REPORT_RUN_FILES = [
     "metrics.json",
     "history.csv",
@@ -270,6 +304,8 @@ REPORT_RUN_FILES = [
     "confusion_per_image.npz",
     "predictions",
 ]
+if config["evaluation"]["tta"]:
+    REPORT_RUN_FILES.append("metrics_tta.json")
 TABLES = ["summary.csv", "summary.md", "per_class_iou.csv", "per_class_iou.md"]
 FIGURES = [
     "per_class_iou",
@@ -281,8 +317,10 @@ FIGURES = [
 ]
 
 
-if config["evaluation"]["tta"]:
-    REPORT_RUN_FILES.append("metrics_tta.json")
+def report_outputs(view):
+    return [f"{view}/tables/{t}" for t in TABLES] + [
+        f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")
+    ]
 
 
 def view_runs(view):
@@ -291,27 +329,6 @@ def view_runs(view):
     return [
         r for r in RUNS if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
     ]
-
-
-def tta_metrics(wildcards):
-    """metrics_tta.json of the view's runs when TTA is on (a column of the summary)."""
-    return view_files("metrics_tta.json")(wildcards) if config["evaluation"]["tta"] else []
-
-
-def report_outputs(view):
-    return [f"{view}/tables/{t}" for t in TABLES] + [
-        f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")
-    ]
-
-
-def view_files(name, runs=None):
-    """Input function: file `name` of every run of the view (or of `runs(view)`)."""
-
-    def files(wildcards):
-        selected = (runs or view_runs)(wildcards.view)
-        return [f"{RUN.format(**run)}/{name}" for run in selected]
-
-    return files
 
 
 def compared_runs(view):
@@ -336,7 +353,21 @@ def final_runs(view):
     return chosen
 
 
-def runs_param(select):
+def get_view_files(name, runs=view_runs):
+    """Input function: file `name` of every run of the view (or of `runs(view)`)."""
+
+    def files(wildcards):
+        return [f"{RUN.format(**run)}/{name}" for run in runs(wildcards.view)]
+
+    return files
+
+
+def get_tta_metrics(wildcards):
+    """metrics_tta.json of the view's runs when TTA is on (a column of the summary)."""
+    return get_view_files("metrics_tta.json")(wildcards) if config["evaluation"]["tta"] else []
+
+
+def get_runs_param(select):
     """Params: the runs a figure rule was given, in input order."""
 
     def runs(wildcards):

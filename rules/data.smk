@@ -17,8 +17,8 @@ rule download_archive:
     conda:
         "../envs/data.yaml"
     params:
-        url=download_url,
-        md5=download_md5,
+        url=get_download_url,
+        md5=get_download_md5,
     script:
         "../scripts/download_archive.py"
 
@@ -37,6 +37,8 @@ rule extract_voc:
         "logs/benchmarks/extract_voc.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        runtime=60,
     params:
         md5=config["data"]["voc"]["md5"],
         md5_key="data.voc.md5",
@@ -63,6 +65,8 @@ rule extract_sbd:
         "logs/benchmarks/extract_sbd.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        runtime=60,
     params:
         md5=config["data"]["sbd"]["md5"],
         md5_key="data.sbd.md5",
@@ -112,5 +116,8 @@ rule convert_sbd:
     conda:
         "../envs/data.yaml"
     threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=30,
     script:
         "../scripts/convert_sbd.py"

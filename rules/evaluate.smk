@@ -19,6 +19,7 @@ rule evaluate_upernet:
     threads: 4
     resources:
         gpu=1,
+        cpus_per_gpu=4,
         mem_mb=16000,
         runtime=60,
     params:
@@ -40,6 +41,7 @@ use rule evaluate_upernet as evaluate_upernet_tta with:
         f"{RUN}/evaluate_tta_benchmark.tsv"
     resources:
         gpu=1,
+        cpus_per_gpu=4,
         mem_mb=16000,
         runtime=240,
     params:

@@ -7,10 +7,10 @@ localrules:
 # rules and nothing upstream.
 rule summarize_runs:
     input:
-        metrics=view_files("metrics.json"),
-        history=view_files("history.csv"),
-        benchmark=view_files("train_benchmark.tsv"),
-        tta=tta_metrics,
+        metrics=get_view_files("metrics.json"),
+        history=get_view_files("history.csv"),
+        benchmark=get_view_files("train_benchmark.tsv"),
+        tta=get_tta_metrics,
     output:
         csv=report(
             "{view}/tables/summary.csv",
@@ -19,11 +19,11 @@ rule summarize_runs:
         ),
         md="{view}/tables/summary.md",
     log:
-        "logs/{view}/summarize_runs.log",
+        "logs/summarize_runs/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        runs=runs_param(view_runs),
+        runs=get_runs_param(view_runs),
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
     script:
@@ -32,7 +32,7 @@ rule summarize_runs:
 
 rule compare_per_class:
     input:
-        per_image=view_files("confusion_per_image.npz", compared_runs),
+        per_image=get_view_files("confusion_per_image.npz", compared_runs),
     output:
         csv=report(
             "{view}/tables/per_class_iou.csv",
@@ -41,11 +41,11 @@ rule compare_per_class:
         ),
         md="{view}/tables/per_class_iou.md",
     log:
-        "logs/{view}/compare_per_class.log",
+        "logs/compare_per_class/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        runs=runs_param(compared_runs),
+        runs=get_runs_param(compared_runs),
         compare=config["report"]["compare"],
         bootstrap=config["report"]["bootstrap"],
         threshold=config["report"]["improvement_threshold"],
@@ -70,7 +70,7 @@ rule plot_per_class:
         ),
         change_pdf="{view}/figures/per_class_change.pdf",
     log:
-        "logs/{view}/plot_per_class.log",
+        "logs/plot_per_class/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
@@ -82,8 +82,8 @@ rule plot_per_class:
 
 rule plot_learning_curves:
     input:
-        history=view_files("history.csv"),
-        metrics=view_files("metrics.json"),
+        history=get_view_files("history.csv"),
+        metrics=get_view_files("metrics.json"),
     output:
         curves=report(
             "{view}/figures/learning_curves.png",
@@ -98,18 +98,18 @@ rule plot_learning_curves:
         ),
         final_pdf="{view}/figures/miou_vs_epochs.pdf",
     log:
-        "logs/{view}/plot_learning_curves.log",
+        "logs/plot_learning_curves/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        runs=runs_param(view_runs),
+        runs=get_runs_param(view_runs),
     script:
         "../scripts/plot_learning_curves.py"
 
 
 rule plot_qualitative:
     input:
-        predictions=view_files("predictions", final_runs),
+        predictions=get_view_files("predictions", final_runs),
         images=f"{VOC}/JPEGImages",
         labels=f"{VOC}/SegmentationClass",
         val=f"{SPLITS}/val.txt",
@@ -121,11 +121,11 @@ rule plot_qualitative:
         ),
         panel_pdf="{view}/figures/qualitative.pdf",
     log:
-        "logs/{view}/plot_qualitative.log",
+        "logs/plot_qualitative/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        runs=runs_param(final_runs),
+        runs=get_runs_param(final_runs),
         images=config["report"]["qualitative_images"],
         how_many=config["report"]["qualitative_count"],
     script:
@@ -134,7 +134,7 @@ rule plot_qualitative:
 
 rule plot_confusion:
     input:
-        confusion=view_files("confusion.npy", final_runs),
+        confusion=get_view_files("confusion.npy", final_runs),
     output:
         matrix=report(
             "{view}/figures/confusion_hard_classes.png",
@@ -143,11 +143,11 @@ rule plot_confusion:
         ),
         matrix_pdf="{view}/figures/confusion_hard_classes.pdf",
     log:
-        "logs/{view}/plot_confusion.log",
+        "logs/plot_confusion/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        runs=runs_param(final_runs),
+        runs=get_runs_param(final_runs),
         classes=config["report"]["hard_classes"],
     script:
         "../scripts/plot_confusion.py"

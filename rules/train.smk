@@ -14,7 +14,7 @@ rule cost:
     params:
         summary=cost_summary(),
     script:
-        "../scripts/print_cost.py"
+        "../scripts/cost.py"
 
 
 # Compute nodes are often offline: backbone weights are fetched on the login node.
@@ -26,7 +26,7 @@ rule fetch_pretrained:
     conda:
         "../envs/data.yaml"
     params:
-        url=pretrained_url,
+        url=get_pretrained_url,
     script:
         "../scripts/fetch_pretrained.py"
 
@@ -41,7 +41,7 @@ rule render_mmseg_config:
     conda:
         "../envs/data.yaml"
     params:
-        run=run_settings,
+        run=get_run_settings,
     script:
         "../scripts/render_mmseg_config.py"
 
@@ -51,7 +51,7 @@ rule render_mmseg_config:
 rule train_upernet:
     input:
         config=rules.render_mmseg_config.output[0],
-        data=train_data,
+        data=get_train_data,
     output:
         checkpoint=f"{RUN}/final.pth",
         history=f"{RUN}/history.csv",
@@ -63,12 +63,16 @@ rule train_upernet:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=train_gpus,
-        tasks=train_tasks,
-        tasks_per_gpu=train_tasks_per_gpu,
-        mpi=train_launcher,
-        mem_mb=32000,
-        runtime=train_runtime,
+        gpu=TRAIN_GPUS,
+        tasks=TRAIN_TASKS,
+        tasks_per_gpu=TRAIN_TASKS_PER_GPU,
+        mpi=TRAIN_LAUNCHER,
+        cpus_per_gpu=8,
+        mem_mb=64000,
+        runtime=get_train_runtime,
+        # not a request: how the job tells its log which attempt it is (resources,
+        # unlike params, may change between attempts without a rerun)
+        attempt=get_attempt,
     params:
         work_dir=WORK,
     script:

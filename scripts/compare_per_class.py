@@ -6,14 +6,14 @@ over seeds), their change, its interval, and the study's counts ("N of 21
 classes improved, M by more than 8 points").
 """
 
-import csv
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from study_plots import start_log
-from study_stats import VOC_CLASSES, align, improvement_sentence, paired_bootstrap
+from common.jobs import start_log, write_csv, write_text
+from common.stats import align, improvement_sentence, paired_bootstrap
+from common.voc import CLASSES
 
 log = logging.getLogger("compare_per_class")
 
@@ -54,7 +54,7 @@ def table_columns(compare, epochs) -> list[str]:
 def table_rows(results: dict[int, dict], compare) -> list[dict]:
     baseline, other = compare
     rows = []
-    for index, name in enumerate([*VOC_CLASSES, "mIoU"]):
+    for index, name in enumerate([*CLASSES, "mIoU"]):
         row = {"class": name}
         for e, result in results.items():
             if name == "mIoU":
@@ -104,20 +104,19 @@ def markdown(results: dict[int, dict], rows: list[dict], compare, threshold: flo
     return text
 
 
+def csv_row(row: dict) -> dict:
+    return {k: v if k == "class" else (None if v is None or np.isnan(v) else round(float(v), 4)) for k, v in row.items()}
+
+
 def main(snakemake) -> None:
     start_log(snakemake)
     p = snakemake.params
     results = compare(p.runs, snakemake.input.per_image, p.compare, p.bootstrap)
     columns = table_columns(p.compare, list(results))
     rows = table_rows(results, p.compare)
-    with open(snakemake.output.csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None or np.isnan(v) else round(float(v), 4)) if k != "class" else v
-                             for k, v in row.items()})  # fmt: skip
+    write_csv(Path(snakemake.output.csv), columns, [csv_row(row) for row in rows])
     text = markdown(results, rows, p.compare, p.threshold, p.bootstrap["confidence"])
-    Path(snakemake.output.md).write_text(text)
+    write_text(Path(snakemake.output.md), text)
     log.info("\n%s", text)
 
 

@@ -14,7 +14,12 @@ renamed when complete, so a failure leaves no partial folder behind.
 
 Reading: ``scipy.io.loadmat`` builds all twenty sparse ``Boundaries``
 matrices of every file only to drop them; :func:`read_gtcls_segmentation`
-walks the MAT 5 structure and decodes just the ``Segmentation`` field.
+walks the MAT 5 structure and decodes just the ``Segmentation`` field.  It
+knows the layouts MATLAB and ``scipy.io.savemat`` write (either byte order,
+compressed or not, numbers stored in a narrower type than their class, struct
+arrays with more fields); a file whose structure it does not know is read
+with ``scipy.io.loadmat`` instead, the same value checks follow, and the log
+says how many files took that path.
 """
 
 
@@ -22,7 +27,6 @@ import logging
 import os
 import shutil
 import struct
-import sys
 import time
 import zlib
 from multiprocessing import Pool
@@ -31,14 +35,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-log = logging.getLogger("convert_sbd")
+from common.jobs import start_log
+from common.voc import IGNORE_INDEX, NUM_CLASSES, read_id_list
 
-NUM_CLASSES = 21
-IGNORE_INDEX = 255
+log = logging.getLogger("convert_sbd")
 
 
 class LabelError(RuntimeError):
     pass
+
+
+class UnknownMatLayout(LabelError):
+    """The fast MAT 5 reader met a structure it does not decode (scipy's loadmat may)."""
 
 
 # --- MAT 5 reading ---------------------------------------------------------
@@ -51,6 +59,7 @@ _MI_MATRIX, _MI_COMPRESSED = 14, 15
 # MATLAB array classes of numeric matrices (mxDOUBLE_CLASS = 6 ... mxUINT64_CLASS = 15).
 _MX_DTYPES = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4", 14: "i8", 15: "u8"}
 _MX_STRUCT = 2
+_MX_COMPLEX_FLAG = 0x0800
 
 
 class _Reader:
@@ -71,7 +80,7 @@ class _Reader:
     def values(self, pos: int) -> tuple[np.ndarray, int]:
         mtype, size, start, end = self.tag(pos)
         if mtype not in _MI_DTYPES:
-            raise LabelError(f"{self.path}: unexpected MAT data type {mtype}")
+            raise UnknownMatLayout(f"{self.path}: unexpected MAT data type {mtype}")
         dtype = np.dtype(_MI_DTYPES[mtype]).newbyteorder(self.endian)
         return np.frombuffer(self.data, dtype, size // dtype.itemsize, start), end
 
@@ -80,15 +89,22 @@ class _Reader:
         flags, pos = self.values(pos)
         dims, pos = self.values(pos)
         name, pos = self.values(pos)
+        if int(flags[0]) & _MX_COMPLEX_FLAG:
+            raise UnknownMatLayout(f"{self.path}: complex MATLAB array")
         return int(flags[0]) & 0xFF, dims, name.tobytes().decode("ascii"), pos
 
 
 def read_gtcls_segmentation(path: Path, variable: str = "GTcls", field: str = "Segmentation") -> np.ndarray:
-    """``loadmat(path)[variable][0][field][0]``, in its MATLAB class, without loadmat."""
+    """``loadmat(path)[variable][0][field][0]`` without loadmat.
+
+    Like loadmat (``mat_dtype=False``), the array has the type its values are
+    stored in, in native byte order: MATLAB stores a double array of small
+    integers as uint8, and the label checks need only the values.
+    """
     path = Path(path)
     raw = path.read_bytes()
     if len(raw) < 128 or raw[126:128] not in (b"IM", b"MI"):
-        raise LabelError(f"{path}: not a MAT 5 file (MATLAB v7.3/HDF5 files are not supported)")
+        raise UnknownMatLayout(f"{path}: not a MAT 5 file")
     reader = _Reader(raw, "<" if raw[126:128] == b"IM" else ">", path)
     pos = 128
     while pos + 8 <= len(raw):
@@ -110,7 +126,7 @@ def read_gtcls_segmentation(path: Path, variable: str = "GTcls", field: str = "S
 
 def _struct_field(reader: _Reader, mx_class: int, dims: np.ndarray, pos: int, field: str) -> np.ndarray:
     if mx_class != _MX_STRUCT or int(np.prod(dims)) < 1:
-        raise LabelError(f"{reader.path}: {field!r} is not in a MATLAB struct")
+        raise UnknownMatLayout(f"{reader.path}: {field!r} is not in a MATLAB struct")
     name_length, pos = reader.values(pos)
     names, pos = reader.values(pos)
     width = int(name_length[0])
@@ -121,14 +137,43 @@ def _struct_field(reader: _Reader, mx_class: int, dims: np.ndarray, pos: int, fi
         _, _, start, end = reader.tag(pos)
         if name == field:
             mx_class, dims, _, body = reader.matrix_header(start)
-            if mx_class not in _MX_DTYPES:
-                raise LabelError(f"{reader.path}: {field!r} is not a numeric matrix")
+            if mx_class not in _MX_DTYPES or len(dims) != 2:
+                raise UnknownMatLayout(f"{reader.path}: {field!r} is not a 2-D numeric matrix")
             values, _ = reader.values(body)
             array = values.reshape([int(d) for d in dims], order="F")
             # C order now: PIL would otherwise copy a column-major array the slow way.
-            return np.ascontiguousarray(array, dtype=_MX_DTYPES[mx_class])
+            return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         pos = end
     raise AssertionError("unreachable")
+
+
+def loadmat_segmentation(path: Path, variable: str = "GTcls", field: str = "Segmentation") -> np.ndarray:
+    """The same field through ``scipy.io.loadmat`` (slower, knows every MAT 5 layout)."""
+    import scipy.io
+    import scipy.sparse
+
+    try:
+        value = scipy.io.loadmat(path, variable_names=[variable])[variable][field].flat[0]
+    except (KeyError, ValueError, IndexError, TypeError, NotImplementedError, OSError) as error:
+        raise LabelError(f"{path}: cannot read {variable}.{field} ({type(error).__name__}: {error})") from error
+    if scipy.sparse.issparse(value):
+        value = value.toarray()
+    if not isinstance(value, np.ndarray) or value.ndim != 2 or not np.issubdtype(value.dtype, np.number):
+        raise LabelError(f"{path}: {variable}.{field} is not a 2-D numeric matrix")
+    if np.iscomplexobj(value):
+        raise LabelError(f"{path}: {variable}.{field} is complex")
+    return value
+
+
+def read_sbd_label(path: Path) -> tuple[np.ndarray, bool]:
+    """``GTcls.Segmentation`` of ``path``, and whether the fast reader had to hand over to loadmat."""
+    try:
+        return read_gtcls_segmentation(path), False
+    except UnknownMatLayout:
+        return loadmat_segmentation(path), True
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError):
+        # a layout the walk misreads (a size that runs past the data, ...)
+        return loadmat_segmentation(path), True
 
 
 # --- labels ----------------------------------------------------------------
@@ -165,19 +210,19 @@ def write_label_png(path: Path, label: np.ndarray) -> None:
 
 
 def convert_one(task: tuple[str, str, str, str]) -> str:
-    """Write ``<out_dir>/<id>.png`` from a VOC png or an SBD mat; return the source kind."""
+    """Write ``<out_dir>/<id>.png`` from a VOC png or an SBD mat.
+
+    Returns how it was read: ``voc``, ``sbd`` or ``sbd_loadmat`` (the fallback).
+    """
     image_id, source, path, out_dir = task
     if source == "voc":
         label = check_label(read_voc_label(Path(path)), Path(path), allow_ignore=True)
     else:
-        label = check_label(read_gtcls_segmentation(Path(path)), Path(path), allow_ignore=False)
+        segmentation, fell_back = read_sbd_label(Path(path))
+        label = check_label(segmentation, Path(path), allow_ignore=False)
+        source = "sbd_loadmat" if fell_back else "sbd"
     write_label_png(Path(out_dir) / f"{image_id}.png", label)
     return source
-
-
-def read_id_list(path: Path) -> list[str]:
-    with open(path) as handle:
-        return [line.strip() for line in handle if line.strip()]
 
 
 def plan_conversion(
@@ -199,13 +244,17 @@ def plan_conversion(
 
 
 def convert_all(plan: list[tuple[str, str, str]], out_dir: Path, processes: int = 1) -> dict[str, int]:
-    """Convert every planned id into ``out_dir``, atomically; return counts by source."""
+    """Convert every planned id into ``out_dir``, atomically.
+
+    Returns counts by source: ``voc``, ``sbd`` (all SBD files) and
+    ``sbd_loadmat`` (those of them read through the loadmat fallback).
+    """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tasks = [(image_id, source, path, str(tmp)) for image_id, source, path in plan]
-    counts = {"voc": 0, "sbd": 0}
+    counts = {"voc": 0, "sbd": 0, "sbd_loadmat": 0}
     try:
         if processes > 1:
             with Pool(processes) as pool:
@@ -214,6 +263,8 @@ def convert_all(plan: list[tuple[str, str, str]], out_dir: Path, processes: int 
             sources = [convert_one(task) for task in tasks]
         for source in sources:
             counts[source] += 1
+            if source == "sbd_loadmat":
+                counts["sbd"] += 1
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -223,8 +274,7 @@ def convert_all(plan: list[tuple[str, str, str]], out_dir: Path, processes: int 
 
 
 def main(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    start_log(snakemake)
     start = time.perf_counter()
     inputs = snakemake.input
     voc_ids = read_id_list(inputs.voc_train) + read_id_list(inputs.voc_val)
@@ -237,6 +287,11 @@ def main(snakemake) -> None:
         "in %.1f s (%.0f images/s)",
         len(plan), counts["voc"], counts["sbd"], snakemake.threads, seconds, len(plan) / seconds,
     )  # fmt: skip
+    if counts["sbd_loadmat"]:
+        log.info(
+            "%d of %d SBD files had a MAT layout the fast reader does not decode: read with scipy.io.loadmat",
+            counts["sbd_loadmat"], counts["sbd"],
+        )  # fmt: skip
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +30,9 @@ def evaluate(
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from download_archive import sha256sum
-    from upernet_runtime import adapt_to_device, metrics_document
+    from common.jobs import sha256sum
+    from common.launch import adapt_to_device
+    from common.metric import metrics_document  # also registers StudyIoUMetric
 
     cfg = Config.fromfile(str(config_path))
     work_dir = Path(tempfile.mkdtemp(prefix="evaluate-", dir=scratch))
@@ -75,24 +75,22 @@ def evaluate(
 
 
 def write_outputs(document, confusion, per_image, image_ids, metrics_path, confusion_path, per_image_path):
-    for path, write in [
-        (metrics_path, lambda p: Path(p).write_text(json.dumps(document, indent=2) + "\n")),
-        (confusion_path, lambda p: np.save(p, confusion)),
-        (per_image_path, lambda p: np.savez_compressed(p, image_ids=np.array(image_ids), confusion=per_image)),
-    ]:
-        suffix = "".join(Path(path).suffixes)
-        tmp = Path(path).with_name(Path(path).name.removesuffix(suffix) + ".tmp" + suffix)
-        write(tmp)
-        os.replace(tmp, path)
+    from common.jobs import atomic_path, write_text
+
+    write_text(Path(metrics_path), json.dumps(document, indent=2) + "\n")
+    with atomic_path(confusion_path) as tmp:
+        np.save(tmp, confusion)
+    with atomic_path(per_image_path) as tmp:
+        np.savez_compressed(tmp, image_ids=np.array(image_ids), confusion=per_image)
 
 
 def main(snakemake) -> None:
-    log_file = open(snakemake.log[0], "w", buffering=1)
-    sys.stdout = sys.stderr = log_file
-    logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
-    from upernet_runtime import cpu_threads
+    from common.jobs import start_log
+    from common.launch import cpu_threads
+
+    start_log(snakemake, stdout=True)
 
     torch.set_num_threads(cpu_threads(snakemake.threads))
     out = snakemake.output

@@ -13,14 +13,13 @@ import logging
 import os
 import posixpath
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
-from download_archive import md5sum
+from common.jobs import md5sum, start_log
 
 log = logging.getLogger("extract_archive")
 
@@ -97,8 +96,7 @@ def extract_members(archive: Path, members: dict[str, Path], workdir: Path | Non
 
 
 def main(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    start_log(snakemake)
     start = time.perf_counter()
     archive = Path(snakemake.input.archive)
     check_md5(archive, snakemake.params.md5, snakemake.params.md5_key)

@@ -5,14 +5,11 @@ digits of the file's sha256 (``resnet50_v1c-2cccc1ad.pth``), as torch.hub
 checks them; a file that does not match is removed.
 """
 
-import logging
 import re
-import sys
 from pathlib import Path
 
-from download_archive import DownloadError, download
-
-log = logging.getLogger("fetch_pretrained")
+from common.download import DownloadError, download
+from common.jobs import start_log
 
 
 def sha256_prefix(url: str) -> str:
@@ -27,8 +24,7 @@ def fetch(url: str, dest: Path, timeout: float = 60.0) -> Path:
 
 
 def main(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    start_log(snakemake)
     fetch(snakemake.params.url, Path(snakemake.output[0]))
 
 

@@ -10,16 +10,12 @@ Both sorted, so the lists are the same on every run (MMSegmentation's
 
 
 import logging
-import os
-import sys
 from pathlib import Path
 
-from convert_sbd import read_id_list
+from common.jobs import start_log, write_text
+from common.voc import OFFICIAL_COUNTS, read_id_list
 
 log = logging.getLogger("make_trainaug_list")
-
-# ImageSets/Segmentation sizes of VOC 2012 and of the SBD-augmented set.
-OFFICIAL_COUNTS = {"train": 1464, "val": 1449, "trainaug": 10582, "aug": 9118}
 
 
 class SplitError(RuntimeError):
@@ -55,9 +51,7 @@ def check_counts(counts: dict[str, int], official: set[str]) -> None:
 
 
 def write_list(path: Path, ids: list[str]) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in ids))
-    os.replace(tmp, path)
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def make_lists(
@@ -88,8 +82,7 @@ def make_lists(
 
 
 def main(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    start_log(snakemake)
     i, o = snakemake.input, snakemake.output
     make_lists(
         i.voc_train, i.voc_val, i.sbd_train, i.sbd_val, Path(i.images),

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from study_plots import plt, run_label, save, start_log
-from study_stats import VOC_CLASSES
+from common.jobs import start_log
+from common.plots import plt, run_label, save
+from common.voc import CLASSES
 
 
 def hard_rows(confusion: np.ndarray, classes: list[str]) -> np.ndarray:
     """Rows of ``classes`` as fractions of their ground-truth pixels (NaN for absent classes)."""
-    rows = confusion[[VOC_CLASSES.index(c) for c in classes]].astype(float)
+    rows = confusion[[CLASSES.index(c) for c in classes]].astype(float)
     with np.errstate(invalid="ignore"):
         return rows / rows.sum(axis=1, keepdims=True)
 
@@ -28,7 +29,7 @@ def plot(runs, confusions, classes):
                 ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if value > 60 else "black")  # fmt: skip
         ax.set_yticks(range(len(classes)), classes)
-        ax.set_xticks(range(len(VOC_CLASSES)), VOC_CLASSES, rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right", fontsize=8)
         ax.set_title(f"{run_label(run)}: ground-truth class (row) → predicted class (column), % of row")
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), label="% of the class's pixels", shrink=0.8)

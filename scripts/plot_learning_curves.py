@@ -1,19 +1,20 @@
 """Validation mIoU against epoch for every run, and final mIoU against epoch
 count per variant (rule plot_learning_curves)."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from study_plots import LINESTYLES, plt, run_label, save, start_log, variant_colours
+from common.history import read_miou_curve
+from common.jobs import start_log
+from common.plots import LINESTYLES, plt, run_label, save, variant_colours
 
 
 def read_curve(path: Path):
-    with open(path) as handle:
-        rows = [r for r in csv.DictReader(handle) if r["mIoU"]]
-    return [int(r["epoch"]) for r in rows], [float(r["mIoU"]) for r in rows]
+    """The validated epochs of a run's history and their mIoU."""
+    epochs, miou = read_miou_curve(path)
+    return [e for e, m in zip(epochs, miou) if m is not None], [m for m in miou if m is not None]
 
 
 def plot_curves(runs, histories):

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from study_plots import plt, save, start_log, variant_colours
+from common.jobs import start_log
+from common.plots import plt, save, variant_colours
 
 
 def read_table(path: Path):

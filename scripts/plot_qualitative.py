@@ -7,9 +7,9 @@ import numpy as np
 from matplotlib.patches import Patch
 from PIL import Image
 
-from make_mini_voc import voc_palette
-from study_plots import plt, run_label, save, start_log
-from study_stats import VOC_CLASSES
+from common.jobs import start_log
+from common.plots import plt, run_label, save
+from common.voc import CLASSES, palette, read_id_list
 
 IGNORE_RGB = (255, 255, 255)
 
@@ -26,8 +26,8 @@ def pick_images(val_ids: list[str], chosen, count: int) -> list[str]:
 
 
 def colourize(label: np.ndarray) -> np.ndarray:
-    palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
-    rgb = palette[label]
+    colours = np.array(palette(), dtype=np.uint8).reshape(256, 3)
+    rgb = colours[label]
     rgb[label == 255] = IGNORE_RGB
     return rgb
 
@@ -53,8 +53,8 @@ def panel(ids, images_dir: Path, labels_dir: Path, runs, prediction_dirs):
             if row == 0:
                 ax.set_title(columns[col], fontsize=10)
         axes[row, 0].set_ylabel(image_id, fontsize=8)
-    palette = np.array(voc_palette(), dtype=float).reshape(256, 3) / 255
-    handles = [Patch(color=palette[c], label=VOC_CLASSES[c]) for c in sorted(present) if c < len(VOC_CLASSES)]
+    colours = np.array(palette(), dtype=float).reshape(256, 3) / 255
+    handles = [Patch(color=colours[c], label=CLASSES[c]) for c in sorted(present) if c < len(CLASSES)]
     if 255 in present:
         handles.append(Patch(facecolor=np.array(IGNORE_RGB) / 255, edgecolor="grey", label="ignore (255)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False, fontsize=8)
@@ -66,7 +66,7 @@ def panel(ids, images_dir: Path, labels_dir: Path, runs, prediction_dirs):
 def main(snakemake) -> None:
     start_log(snakemake)
     i, p = snakemake.input, snakemake.params
-    val_ids = [line.strip() for line in open(i.val) if line.strip()]
+    val_ids = read_id_list(i.val)
     ids = pick_images(val_ids, p.images, p.how_many)
     fig = panel(ids, Path(i.images), Path(i.labels), p.runs, list(i.predictions))
     save(fig, snakemake.output.panel, snakemake.output.panel_pdf)

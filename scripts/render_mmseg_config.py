@@ -1,22 +1,18 @@
 """Write a run's MMSegmentation config (rule render_mmseg_config)."""
 
-import os
-import sys
 from pathlib import Path
 
-from mmseg_config import RUNTIME_SETTINGS, render_config
+from common.jobs import start_log, write_text
+from common.mmseg_config import RUNTIME_SETTINGS, render_config
 
 
 def write_config(run: dict, runtime: dict, path: Path) -> None:
     """Render ``run`` (result-changing settings) plus ``runtime`` ones to ``path``."""
-    text = render_config({**run, **{key: runtime[key] for key in RUNTIME_SETTINGS}})
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, render_config({**run, **{key: runtime[key] for key in RUNTIME_SETTINGS}}))
 
 
 def main(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
+    start_log(snakemake)
     write_config(dict(snakemake.params.run), snakemake.config["training"], Path(snakemake.output[0]))
 
 

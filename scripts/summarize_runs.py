@@ -5,8 +5,9 @@ import json
 import logging
 from pathlib import Path
 
-from study_plots import start_log
-from study_stats import convergence_epoch
+from common.jobs import markdown_table, start_log, write_csv, write_text
+from common.history import read_miou_curve
+from common.stats import convergence_epoch
 
 log = logging.getLogger("summarize_runs")
 
@@ -14,12 +15,6 @@ COLUMNS = [
     "variant", "epochs", "seed", "mIoU", "aAcc", "mAcc", "mIoU_tta",
     "converged_epoch", "train_hours", "gpu_hours",
 ]  # fmt: skip
-
-
-def read_history(path: Path) -> tuple[list[int], list[float | None]]:
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [int(r["epoch"]) for r in rows], [float(r["mIoU"]) if r["mIoU"] else None for r in rows]
 
 
 def train_seconds(benchmark: Path) -> float:
@@ -39,28 +34,12 @@ def summarize(runs, metrics, histories, benchmarks, tta, gpus: int, fraction: fl
                 **{k: run[k] for k in ("variant", "epochs", "seed")},
                 **{k: round(result[k], 2) for k in ("mIoU", "aAcc", "mAcc")},
                 "mIoU_tta": round(json.loads(Path(tta[key]).read_text())["mIoU"], 2) if key in tta else None,
-                "converged_epoch": convergence_epoch(*read_history(Path(history_path)), fraction),
+                "converged_epoch": convergence_epoch(*read_miou_curve(Path(history_path)), fraction),
                 "train_hours": round(seconds / 3600, 4),
                 "gpu_hours": round(seconds * gpus / 3600, 4),
             }
         )
     return rows
-
-
-def markdown_table(columns: list[str], rows: list[dict]) -> str:
-    def cell(value):
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
 
 
 def main(snakemake) -> None:
@@ -72,7 +51,7 @@ def main(snakemake) -> None:
         f"\nconverged_epoch: first epoch whose val mIoU reached {p.convergence_fraction:g} of the run's best; "
         f"gpu_hours: training wall time x {p.gpus} GPU(s).\n"
     )
-    Path(snakemake.output.md).write_text(markdown_table(COLUMNS, rows) + note)
+    write_text(Path(snakemake.output.md), markdown_table(COLUMNS, rows) + note)
     log.info("%d runs summarized", len(rows))
 
 

@@ -26,14 +26,10 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None) -
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmseg_config import sha256_text
-    from upernet_runtime import (
-        NonFiniteLossHook,
-        RngStateHook,
-        adapt_to_device,
-        init_cpu_distributed,
-        prepare_work_dir,
-    )
+    from common.hooks import NonFiniteLossHook, RngStateHook, ValidateResumedEpochHook
+    from common.jobs import sha256_text
+    from common.launch import adapt_to_device, init_cpu_distributed
+    from common.work_dir import prepare_work_dir
 
     cfg = Config.fromfile(str(config_path)) if cfg is None else cfg
     cfg.work_dir = str(work_dir)
@@ -42,23 +38,23 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None) -
     if launcher != "none" and device == "cpu":
         init_cpu_distributed(launcher)
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
+    if rank == 0:  # once per job: the world size, the lr and the resume point
+        log.info(
+            "rank %d: %d process(es) x %d images per step, lr %.6g (base_lr %.6g at batch %d)",
+            rank, int(os.environ.get("WORLD_SIZE", "1")), cfg.train_dataloader.batch_size,
+            cfg.optim_wrapper.optimizer.lr, cfg.base_lr, cfg.base_batch_size,
+        )  # fmt: skip
         prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
-    lr = cfg.optim_wrapper.optimizer.lr
-    log.info(
-        "rank %d: %d process(es) x %d images per step, lr %.6g (base_lr %.6g at batch %d)",
-        rank, int(os.environ.get("WORLD_SIZE", "1")), cfg.train_dataloader.batch_size, lr,
-        cfg.base_lr, cfg.base_batch_size,
-    )  # fmt: skip
     runner = Runner.from_cfg(cfg)
     runner.register_hook(NonFiniteLossHook())
     runner.register_hook(RngStateHook())
+    runner.register_hook(ValidateResumedEpochHook())
     runner.train()
 
 
 def distributed_command(script: Path, config_path: Path, work_dir: Path, processes: int) -> list[str]:
     """srun with the slurm launcher inside a big enough allocation, else torchrun."""
-    from upernet_runtime import slurm_allocation
+    from common.launch import slurm_allocation
 
     worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir)]
     if slurm_allocation().get("NumTasks", 0) >= processes:
@@ -76,7 +72,9 @@ def run_job(
     import torch
     from mmengine.config import Config
 
-    from upernet_runtime import cpu_threads, export_final, free_port, read_history, write_history
+    from common.history import history_from_scalars, write_history
+    from common.launch import cpu_threads, free_port
+    from common.work_dir import export_final
 
     cfg = Config.fromfile(str(config_path))
     processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
@@ -96,20 +94,22 @@ def run_job(
         log.info("launching %d processes: %s", processes, " ".join(command))
         subprocess.run(command, check=True, env=env, stdout=log_file, stderr=log_file)
     export_final(work_dir, checkpoint, max_epochs)
-    write_history(read_history(work_dir), history)
+    write_history(history_from_scalars(work_dir), history)
     log.info("run finished: %s, %s", checkpoint, history)
 
 
-def setup_logging(stream) -> None:
-    logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+def job_banner(rule: str, attempt: int, slurm: dict[str, str]) -> str:
+    where = f"SLURM job {slurm['job_id']} on node {slurm['node']}" if slurm else "not in a SLURM job"
+    return f"---- job {rule} starts (attempt {attempt}): {where}"
 
 
 def main(snakemake) -> None:
+    from common.jobs import start_log
+    from common.launch import slurm_job
+
     # Appended, so the log of a resumed run tells its whole story.
-    log_file = open(snakemake.log[0], "a", buffering=1)
-    sys.stdout = sys.stderr = log_file
-    setup_logging(log_file)
-    log.info("---- job %s starts (attempt %s)", snakemake.rule, getattr(snakemake, "attempt", "?"))
+    log_file = start_log(snakemake, append=True, stdout=True)
+    log.info(job_banner(snakemake.rule, snakemake.resources.attempt, slurm_job()))
     run_job(
         Path(snakemake.input.config),
         Path(snakemake.params.work_dir),
@@ -127,8 +127,10 @@ def cli() -> None:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     args = parser.parse_args()
-    setup_logging(sys.stdout)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common.jobs import LOG_FORMAT
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, force=True)
     train(args.config, args.work_dir, args.launcher)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from download_archive import DownloadError, download
+from common.download import DownloadError, download
 from extract_archive import ArchiveError, check_md5, extract_members
 
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 from conftest import read_ids
 from PIL import Image
 
-from convert_sbd import LabelError, convert_all, plan_conversion, read_gtcls_segmentation
-from make_mini_voc import mat_bytes, png_bytes, sbd_cls_mat, voc_palette
+from convert_sbd import (
+    LabelError,
+    UnknownMatLayout,
+    convert_all,
+    plan_conversion,
+    read_gtcls_segmentation,
+    read_sbd_label,
+)
+from common.voc import palette as voc_palette
+from make_mini_voc import mat_bytes, png_bytes, sbd_cls_mat
 
 
 def loadmat_segmentation(path):
@@ -114,7 +125,7 @@ def write_case(tmp_path, sbd_label=None, voc_label=None):
 
 def test_good_case_converts(tmp_path):
     plan, out = write_case(tmp_path)
-    assert convert_all(plan, out) == {"voc": 1, "sbd": 1}
+    assert convert_all(plan, out) == {"voc": 1, "sbd": 1, "sbd_loadmat": 0}
 
 
 @pytest.mark.parametrize("value", [21, 255])
@@ -176,3 +187,116 @@ def test_png_is_readable_by_pil_as_indices(converted):
     out, _ = converted
     path = next(iter(sorted(out.glob("*.png"))))
     assert Image.open(io.BytesIO(path.read_bytes())).mode == "L"
+
+
+# ---- MAT layouts: the fast reader where it knows them, scipy's loadmat where not -----
+def _element(e: str, mtype: int, data: bytes) -> bytes:
+    if 0 < len(data) <= 4:  # MATLAB's small data element: size and type share one word
+        return struct.pack(e + "I", (len(data) << 16) | mtype) + data.ljust(4, b"\0")
+    return struct.pack(e + "II", mtype, len(data)) + data + b"\0" * (-len(data) % 8)
+
+
+def _matrix(e: str, mx_class: int, dims, name: str, body: bytes) -> bytes:
+    flags = _element(e, 6, struct.pack(e + "II", mx_class, 0))
+    shape = _element(e, 5, struct.pack(e + f"{len(dims)}i", *dims))
+    return _element(e, 14, flags + shape + _element(e, 1, name.encode()) + body)
+
+
+def _numeric(e: str, array: np.ndarray, mx_class: int, stored: str) -> bytes:
+    """A numeric matrix of MATLAB class ``mx_class`` whose values are stored as ``stored``
+    (MATLAB writes a double array of small integers as miUINT8, say)."""
+    mi = {"i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6, "f4": 7, "f8": 9}[stored]
+    data = np.asarray(array).astype(np.dtype(stored).newbyteorder(e)).tobytes(order="F")
+    return _matrix(e, mx_class, array.shape, "", _element(e, mi, data))
+
+
+def matlab_style_mat(path, segmentation, big_endian=False, compressed=True, mx_class=6, stored="u1"):
+    """A GTcls file written the way MATLAB writes one, byte by byte, in either byte order."""
+    e = ">" if big_endian else "<"
+    fields = {
+        "Boundaries": _numeric(e, np.zeros((20, 1)), 6, "u1"),
+        "Segmentation": _numeric(e, segmentation, mx_class, stored),
+        "CategoriesPresent": _numeric(e, np.array([[1], [15]]), 6, "u1"),
+    }
+    names = b"".join(name.encode().ljust(32, b"\0") for name in fields)
+    body = _element(e, 5, struct.pack(e + "i", 32)) + _element(e, 1, names) + b"".join(fields.values())
+    variable = _matrix(e, 2, (1, 1), "GTcls", body)
+    if compressed:
+        variable = struct.pack(e + "II", 15, len(packed := zlib.compress(variable))) + packed
+    header = b"MATLAB 5.0 MAT-file, written by a test".ljust(116, b" ") + bytes(8)
+    path.write_bytes(header + struct.pack(e + "H", 0x0100) + (b"MI" if big_endian else b"IM") + variable)
+    return path
+
+
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "plain"])
+@pytest.mark.parametrize("mx_class, stored", [(6, "u1"), (9, "u1"), (6, "f8"), (6, "i2")],
+                         ids=["double-as-uint8", "uint8", "double", "double-as-int16"])  # fmt: skip
+def test_fast_reader_reads_matlab_written_layouts_without_falling_back(tmp_path, big_endian, compressed, mx_class, stored):
+    segmentation = np.random.default_rng(5).integers(0, 21, size=(23, 31))
+    path = matlab_style_mat(tmp_path / "2008_000002.mat", segmentation, big_endian, compressed, mx_class, stored)
+    expected = loadmat_segmentation(path)
+    np.testing.assert_array_equal(expected, segmentation)  # scipy agrees that the file is what we meant
+    label, fell_back = read_sbd_label(path)
+    assert not fell_back and label.dtype == expected.dtype.newbyteorder("=")  # native order
+    np.testing.assert_array_equal(label, expected)
+
+
+@pytest.mark.parametrize("oned_as", ["row", "column"])
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "plain"])
+def test_struct_arrays_with_extra_fields_and_oned_as(tmp_path, oned_as, compressed):
+    segmentation = np.random.default_rng(6).integers(0, 21, size=(19, 17)).astype(np.uint8)
+    gtcls = np.empty((1, 2), dtype=[("Extra", object), ("Segmentation", object), ("CategoriesPresent", object)])
+    for k in range(2):
+        gtcls[0, k]["Extra"] = np.arange(7)  # a 1-D array: written as a row or a column
+        gtcls[0, k]["Segmentation"] = segmentation if k == 0 else np.zeros((2, 2), np.uint8)
+        gtcls[0, k]["CategoriesPresent"] = np.array([3, 4])
+    path = tmp_path / "2008_000003.mat"
+    scipy.io.savemat(path, {"GTcls": gtcls, "after": "x"}, do_compression=compressed, oned_as=oned_as)
+    label, fell_back = read_sbd_label(path)
+    assert not fell_back
+    np.testing.assert_array_equal(label, segmentation)
+
+
+def sparse_gtcls(path, segmentation):
+    """Segmentation stored as a sparse matrix: valid MATLAB, a layout the fast reader does not decode."""
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": scipy.sparse.csc_matrix(segmentation.astype(float))}})
+    return path
+
+
+def test_unknown_layout_falls_back_to_loadmat_and_is_counted(tmp_path):
+    segmentation = np.random.default_rng(7).integers(0, 21, size=(12, 14)).astype(np.uint8)
+    path = sparse_gtcls(tmp_path / "2008_000004.mat", segmentation)
+    with pytest.raises(UnknownMatLayout, match="2008_000004.mat"):
+        read_gtcls_segmentation(path)
+    label, fell_back = read_sbd_label(path)
+    assert fell_back
+    np.testing.assert_array_equal(label, segmentation)
+    normal = matlab_style_mat(tmp_path / "2008_000005.mat", segmentation)
+    plan = plan_conversion([], ["2008_000004", "2008_000005"], tmp_path, tmp_path)
+    out = tmp_path / "SegmentationClassAug"
+    assert convert_all(plan, out, processes=2) == {"voc": 0, "sbd": 2, "sbd_loadmat": 1}
+    np.testing.assert_array_equal(read_png(out / "2008_000004.png"), segmentation)
+    np.testing.assert_array_equal(read_png(out / f"{normal.stem}.png"), segmentation)
+
+
+def test_fallback_keeps_the_value_checks(tmp_path):
+    segmentation = np.zeros((6, 6), np.uint8)
+    segmentation[2, 3] = 30
+    sparse_gtcls(tmp_path / "2008_000006.mat", segmentation)
+    plan = plan_conversion([], ["2008_000006"], tmp_path, tmp_path)
+    with pytest.raises(LabelError, match=r"2008_000006\.mat: label value 30"):
+        convert_all(plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "variables, why",
+    [({"GTcls": {"Boundaries": np.zeros((2, 2))}}, "Segmentation"), ({"GTinst": {"Segmentation": np.zeros((2, 2))}}, "GTcls")],
+    ids=["no-field", "no-variable"],
+)  # fmt: skip
+def test_a_file_neither_reader_can_use_is_named(tmp_path, variables, why):
+    path = tmp_path / "2008_000007.mat"
+    scipy.io.savemat(path, variables)
+    with pytest.raises(LabelError, match=rf"2008_000007\.mat: .*{why}"):
+        read_sbd_label(path)

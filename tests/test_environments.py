@@ -80,3 +80,46 @@ def test_every_rule_that_runs_code_names_a_conda_env():
             assert (REPO / "envs" / f"{match.group(1)}.yaml").is_file()
             checked += 1
     assert checked >= 5
+
+
+# ---- the lock: the whole environment --------------------------------------------
+def installed_distributions() -> dict[str, str]:
+    from importlib.metadata import distributions
+
+    from lock import normalize
+
+    return {normalize(d.metadata["Name"]): d.version for d in distributions()}
+
+
+def test_lock_pins_exactly_the_installed_environment():
+    from lock import LOCK, pins
+
+    locked, present = pins(LOCK), installed_distributions()
+    assert len(locked) > 60, "the lock should pin the whole environment, not only requirements.txt"
+    assert {n: v for n, v in locked.items() if present.get(n) != v} == {}, "locked but not installed as locked"
+    assert {n: v for n, v in present.items() if locked.get(n) != v} == {}, "installed but not locked"
+
+
+def test_lock_was_compiled_from_this_requirements_file_and_hashes_every_pin():
+    from lock import LOCK, check, entries
+
+    assert check() == []
+    unhashed = [name for name, _, lines in entries(LOCK.read_text()) if "--hash=sha256:" not in lines]
+    assert unhashed == []
+
+
+def test_an_edited_requirements_file_makes_the_lock_stale(tmp_path):
+    from lock import LOCK, check
+
+    edited = tmp_path / "requirements.txt"
+    edited.write_text((REPO / "requirements.txt").read_text().replace("pandas==", "pandas==0.0.1\n# was "))
+    problems = check(LOCK, edited)
+    assert any("make lock" in p for p in problems) and any("pandas==0.0.1" in p for p in problems)
+
+
+def test_the_two_install_stages_cover_the_lock_once():
+    from lock import LOCK, entries, stage
+
+    first, second = stage(LOCK, exclude=("mmcv",)), stage(LOCK, only=("mmcv",))
+    assert [name for name, _, _ in entries(second)] == ["mmcv"]
+    assert sorted(n for n, _, _ in entries(first + second)) == sorted(n for n, _, _ in entries(LOCK.read_text()))

@@ -9,7 +9,7 @@ from conftest import REPO
 from mmengine.config import Config
 
 import mmseg
-from mmseg_config import PRETRAINED_URLS, ConfigError, render_config
+from common.mmseg_config import PRETRAINED_URLS, ConfigError, render_config
 
 SHIPPED = Path(mmseg.__file__).parent / ".mim/configs/upernet/upernet_r50_4xb4-40k_voc12aug-512x512.py"
 VOCAUG = [{"split": "train", "labels": "SegmentationClass"}, {"split": "aug", "labels": "SegmentationClassAug"}]

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from conftest import DEMO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
-from study_stats import VOC_CLASSES, convergence_epoch, improvement_sentence
+from common.stats import convergence_epoch, improvement_sentence
+from common.voc import CLASSES as VOC_CLASSES
 
 FIGURES = ["per_class_iou", "per_class_change", "learning_curves", "miou_vs_epochs", "qualitative", "confusion_hard_classes"]
 FIGURE_RULES = {"summarize_runs", "compare_per_class", "plot_per_class", "plot_learning_curves", "plot_qualitative", "plot_confusion"}
@@ -124,5 +125,5 @@ def test_qualitative_images_are_configurable_and_checked(study):
     # in the snapshot view, so that the failed job takes no figure of the full report with it
     result = run_snakemake(study, "results/snapshot/figures/qualitative.png", "--cores", "1", "--configfile", bad)
     assert result.returncode != 0
-    log = (study / "logs/results/snapshot/plot_qualitative.log").read_text()
+    log = (study / "logs/plot_qualitative/results/snapshot.log").read_text()
     assert re.search(r"report.qualitative_images: not in val.txt: 2099_000001", log)

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from study_stats import (
-    VOC_CLASSES,
+from common.stats import (
     convergence_epoch,
     improvement_counts,
     improvement_sentence,
     iou_from_confusion,
     paired_bootstrap,
 )
+from common.voc import CLASSES as VOC_CLASSES
 
 # Per-class IoU on VOC 2012 val of ../shared/seed/study.md (original, augmented).
 STUDY = {

@@ -172,17 +172,32 @@ def one_run_config(workdir, name, epochs, **training):
     return write_config(workdir, name, epochs=[epochs], training={**DEMO["training"], **training})
 
 
+def start_in_background(workdir, target, config) -> subprocess.Popen:
+    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", config]
+    return subprocess.Popen(command, cwd=workdir, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_for(process, condition, what: str, poll: float = 0.2, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None and time.time() < deadline, f"training ended before {what}"
+        time.sleep(poll)
+
+
+def run_again_after_a_crash(workdir, target, config) -> None:
+    """What a user does after a crash: lift the dead run's lock, run again."""
+    assert run_snakemake(workdir, "--unlock", "--configfile", config).returncode == 0
+    result = run_snakemake(workdir, target, "--cores", "2", "--rerun-incomplete", "--configfile", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_killed_training_resumes_from_its_last_checkpoint(workflow_copy):
     config = one_run_config(workflow_copy, "kill", 4)
     work = workflow_copy / "results/work/voc/e4-s0"
     target = "results/runs/voc/e4-s0/history.csv"
-    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", config]
-    process = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 600
-    while not (work / "last_checkpoint").exists():
-        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.2)
+    process = start_in_background(workflow_copy, target, config)
+    wait_for(process, lambda: (work / "last_checkpoint").exists(), "its first checkpoint")
     os.killpg(process.pid, signal.SIGKILL)  # the node dies: no clean-up of any kind
     process.wait()
     out = workflow_copy / "results/runs/voc/e4-s0"
@@ -190,15 +205,40 @@ def test_killed_training_resumes_from_its_last_checkpoint(workflow_copy):
     killed_at = int(re.search(r"epoch_(\d+)\.pth", (work / "last_checkpoint").read_text()).group(1))
     assert 1 <= killed_at < 4
 
-    # what a user does after a crash: lift the dead run's lock, run again
-    assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
-    result = run_snakemake(workflow_copy, target, "--cores", "2", "--rerun-incomplete", "--configfile", config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_again_after_a_crash(workflow_copy, target, config)
     log = (out / "train.log").read_text()
     assert re.search(rf"resuming from checkpoint \S+/epoch_{killed_at}\.pth \(epoch {killed_at} done\)", log)
     assert f"resumed epoch: {killed_at}" in log and "restored the RNG states of the checkpoint" in log
     assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 4
     assert [int(r["epoch"]) for r in history(out / "history.csv")] == [1, 2, 3, 4]
+
+
+def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(workflow_copy):
+    from common.history import history_from_scalars
+
+    config = one_run_config(workflow_copy, "hole", 3)
+    work = workflow_copy / "results/work/voc/e3-s0"
+    target = "results/runs/voc/e3-s0/history.csv"
+    process = start_in_background(workflow_copy, target, config)
+    # MMEngine writes last_checkpoint right after epoch_2.pth, then validates epoch 2:
+    # freeze everything at that moment, then kill it (a cancelled SLURM job)
+    last = work / "last_checkpoint"
+    wait_for(process, lambda: last.exists() and last.read_text().strip().endswith("epoch_2.pth"),
+             "epoch 2's checkpoint", poll=0.01)  # fmt: skip
+    os.killpg(process.pid, signal.SIGSTOP)
+    validated = {r["epoch"] for r in history_from_scalars(work) if r["mIoU"] is not None}
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert validated == {1}, f"stopped too late: epochs {validated} were already validated"
+
+    run_again_after_a_crash(workflow_copy, target, config)
+    out = workflow_copy / "results/runs/voc/e3-s0"
+    log = (out / "train.log").read_text()
+    assert "(epoch 2 done)" in log and "epoch 2 was saved but not validated" in log
+    assert "starts (attempt 1): not in a SLURM job" in log
+    rows = history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(r["mIoU"] for r in rows), rows
 
 
 def test_diverging_loss_stops_the_run_without_metrics(workflow_copy):

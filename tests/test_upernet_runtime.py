@@ -10,17 +10,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from download_archive import DownloadError
+from common.download import DownloadError
+from common.history import history_from_scalars as read_history
+from common.hooks import NonFiniteLossHook, RngStateHook
+from common.launch import adapt_to_device
+from common.metric import StudyIoUMetric
+from common.work_dir import prepare_work_dir
 from fetch_pretrained import fetch
 from mmseg.evaluation.metrics import IoUMetric
-from upernet_runtime import (
-    NonFiniteLossHook,
-    RngStateHook,
-    StudyIoUMetric,
-    adapt_to_device,
-    prepare_work_dir,
-    read_history,
-)
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
-from conftest import REPO, read_ids, run_snakemake, write_config
+from conftest import REPO, planned_jobs, read_ids, run_snakemake, write_config
 from PIL import Image
 
 DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
@@ -114,3 +114,34 @@ def test_snakefmt_check_is_clean():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_epochs_and_seeds_from_the_command_line_are_numbers(workflow_copy):
+    # Snakemake's --config parser hands list items over as strings
+    result = run_snakemake(
+        workflow_copy, "-n", "--configfile", "config/demo.yaml", "--config", "epochs=[1,2]", "seeds=[0,1]"
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    jobs = planned_jobs(result)
+    assert jobs["train_upernet"] == 2 * 2 * 2, jobs  # variants x epochs x seeds
+    assert "results/runs/vocaug/e2-s1/final.pth" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["epochs=[ten]", "seeds=[0,x]", "epochs=[1.5]"])
+def test_a_wrong_epoch_or_seed_from_the_command_line_names_the_key(workflow_copy, value):
+    result = run_snakemake(workflow_copy, "-n", "--configfile", "config/demo.yaml", "--config", value)
+    assert result.returncode != 0
+    key = value.split("=")[0]
+    assert f"config key {key}:" in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]
+
+
+def test_resource_numbers_live_in_the_rules_and_the_profile_names_the_cluster():
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert "set-threads" not in profile
+    cluster_names = {"slurm_partition", "slurm_account", "gpu_model", "constraint", "slurm_extra"}
+    for rule, resources in profile["set-resources"].items():
+        assert set(resources) <= cluster_names, f"profiles/slurm sets {set(resources) - cluster_names} for {rule}"
+    rules = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    for rule in ("train_upernet", "evaluate_upernet", "convert_sbd"):
+        body = rules.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+        assert "mem_mb=" in body and "runtime=" in body, rule

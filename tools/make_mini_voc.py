@@ -27,6 +27,7 @@ import argparse
 import gzip
 import io
 import os
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,31 +38,16 @@ import scipy.ndimage
 import scipy.sparse
 from PIL import Image, ImageDraw
 
-from download_archive import md5sum
-
-NUM_CLASSES = 21  # background + 20 object classes
-IGNORE_INDEX = 255
+# The dataset facts are the workflow's own (scripts/common/voc.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from common.jobs import md5sum  # noqa: E402
+from common.voc import IGNORE_INDEX, NUM_CLASSES, palette  # noqa: E402
 # VOCtrainval_11-May-2012.tar's members carry this date; fixed so md5s are stable.
 ARCHIVE_MTIME = 1336694400
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 2011"
 
 VOC_ARCHIVE_NAME = "VOCtrainval_mini.tar"
 SBD_ARCHIVE_NAME = "benchmark_mini.tgz"
-
-
-def voc_palette() -> list[int]:
-    """The 256-entry PASCAL VOC colour map (bit-interleaved class index)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.extend((r, g, b))
-    return palette
 
 
 def class_colours() -> np.ndarray:
@@ -309,7 +295,7 @@ def build_archives(out_dir: Path, seed: int = 0) -> dict[str, str]:
     """Write both mini archives into ``out_dir``; return {file name: md5}."""
     rng = np.random.default_rng(seed)
     split = make_split(rng)
-    palette = voc_palette()
+    colours = palette()
     voc_labelled = set(split.voc_train) | set(split.voc_val)
     sbd_ids = set(split.sbd_train) | set(split.sbd_val)
     classes = assign_classes(rng, split.all_ids)
@@ -328,10 +314,10 @@ def build_archives(out_dir: Path, seed: int = 0) -> dict[str, str]:
         if image_id in voc_labelled:
             band = border_band(label)
             voc[f"{voc_root}/SegmentationClass/{image_id}.png"] = png_bytes(
-                np.where(band, IGNORE_INDEX, label).astype(np.uint8), palette
+                np.where(band, IGNORE_INDEX, label).astype(np.uint8), colours
             )
             voc[f"{voc_root}/SegmentationObject/{image_id}.png"] = png_bytes(
-                np.where(band, IGNORE_INDEX, instance).astype(np.uint8), palette
+                np.where(band, IGNORE_INDEX, instance).astype(np.uint8), colours
             )
         if image_id in sbd_ids:
             sbd[f"{sbd_root}/img/{image_id}.jpg"] = jpeg

@@ -6,11 +6,6 @@ Plain NumPy, no plotting: tests feed it hand-made and synthetic numbers.
 
 import numpy as np
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
-
 
 def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
     """Per-class IoU (fraction) of ``confusion[..., gt, pred]``; NaN where a class is absent."""

@@ -1,7 +1,5 @@
 """Shared look of the report's figures: colours, line styles, saving PNG + PDF."""
 
-import logging
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -27,8 +25,3 @@ def save(fig, png: Path, pdf: Path) -> None:
 
 def run_label(run: dict) -> str:
     return f"{run['variant']} e{run['epochs']} s{run['seed']}"
-
-
-def start_log(snakemake) -> None:
-    sys.stderr = open(snakemake.log[0], "w", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")

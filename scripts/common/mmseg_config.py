@@ -4,7 +4,6 @@ Pure Python (no torch, no mmseg): the workflow renders configs on the login
 node, and tests compare them with MMSeg's shipped ones.
 """
 
-import hashlib
 import string
 from pathlib import Path
 
@@ -145,7 +144,3 @@ def render_config(run: dict) -> str:
         "cudnn_benchmark": run["cudnn_benchmark"],
     }
     return string.Template(TEMPLATE.read_text()).substitute(values)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,12 @@
+"""What several of the workflow's scripts share.
+
+Every rule's script lives one folder up, named after its rule; Snakemake puts
+that folder on ``sys.path``, so ``from common.voc import CLASSES`` works the
+same way in every per-rule conda env, in the tests and on the command line.
+
+Modules that need torch or MMEngine (``launch``, ``hooks``, ``metric``,
+``work_dir``, ``history``) are imported only by the training and evaluation
+scripts; the others need at most NumPy, matplotlib and PyYAML, and
+``mmseg_config`` and ``cost`` need nothing but the standard library (the
+workflow imports them while planning on a login node).
+"""

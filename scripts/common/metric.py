@@ -1,0 +1,60 @@
+"""``StudyIoUMetric``: MMSeg's ``IoUMetric`` that also keeps per-class values
+and per-image confusion matrices, and the content of ``metrics.json``."""
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import METRICS
+
+from common.voc import NUM_CLASSES
+
+
+@METRICS.register_module()
+class StudyIoUMetric(IoUMetric):
+    """MMSeg's IoUMetric, keeping per-class values and per-image confusion matrices.
+
+    IoU itself is MMSeg's: ``intersect_and_union`` per image and
+    ``total_area_to_metrics`` over the set.
+    """
+
+    def process(self, data_batch, data_samples) -> None:
+        start = len(self.results)
+        super().process(data_batch, data_samples)
+        for index, data_sample in enumerate(data_samples):
+            pred = data_sample["pred_sem_seg"]["data"].squeeze()
+            label = data_sample["gt_sem_seg"]["data"].squeeze().to(pred)
+            keep = label != self.ignore_index
+            pairs = label[keep].long() * NUM_CLASSES + pred[keep].long()
+            confusion = torch.bincount(pairs, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+            image_id = Path(data_sample["img_path"]).stem
+            self.results[start + index] = (*self.results[start + index], confusion.cpu(), image_id)
+
+    def compute_metrics(self, results: list) -> dict:
+        self.image_ids = [r[5] for r in results]
+        self.per_image_confusion = torch.stack([r[4] for r in results]).numpy()
+        areas = [r[:4] for r in results]
+        totals = [sum(column) for column in zip(*areas)]
+        per_class = self.total_area_to_metrics(*totals, self.metrics, self.nan_to_num, self.beta)
+        self.per_class = OrderedDict((k, v) for k, v in per_class.items() if k != "aAcc")
+        return super().compute_metrics(areas)
+
+
+def metrics_document(metric: StudyIoUMetric, summary: dict, classes, extra: dict) -> dict:
+    """The content of metrics.json (percentages, like MMSeg's logs)."""
+
+    def percent(values):
+        return {c: (None if np.isnan(v) else round(float(v) * 100, 4)) for c, v in zip(classes, values)}
+
+    return {
+        **extra,
+        "aAcc": float(summary["aAcc"]),
+        "mIoU": float(summary["mIoU"]),
+        "mAcc": float(summary["mAcc"]),
+        "classes": list(classes),
+        "IoU": percent(metric.per_class["IoU"]),
+        "Acc": percent(metric.per_class["Acc"]),
+        "num_images": len(metric.image_ids),
+    }
