@@ -21,8 +21,11 @@ from pathlib import Path
 log = logging.getLogger("upernet")
 
 
-def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None) -> None:
-    """Run (or resume) MMEngine training of ``config_path`` (already loaded: ``cfg``) in ``work_dir``."""
+def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None, prepared: bool = False) -> None:
+    """Run (or resume) MMEngine training of ``config_path`` (already loaded: ``cfg``) in ``work_dir``.
+
+    ``prepared``: the job already checked the work dir (see ``run_job``).
+    """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -38,13 +41,14 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None) -
     if launcher != "none" and device == "cpu":
         init_cpu_distributed(launcher)
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:  # once per job: the world size, the lr and the resume point
+    if rank == 0:  # once per job: the world size and the lr
         log.info(
             "rank %d: %d process(es) x %d images per step, lr %.6g (base_lr %.6g at batch %d)",
             rank, int(os.environ.get("WORLD_SIZE", "1")), cfg.train_dataloader.batch_size,
             cfg.optim_wrapper.optimizer.lr, cfg.base_lr, cfg.base_batch_size,
         )  # fmt: skip
-        prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
+        if not prepared:
+            prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
     runner = Runner.from_cfg(cfg)
     runner.register_hook(NonFiniteLossHook())
     runner.register_hook(RngStateHook())
@@ -56,7 +60,7 @@ def distributed_command(script: Path, config_path: Path, work_dir: Path, process
     """srun with the slurm launcher inside a big enough allocation, else torchrun."""
     from common.launch import slurm_allocation
 
-    worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir)]
+    worker = [str(script), "--config", str(config_path), "--work-dir", str(work_dir), "--prepared"]
     if slurm_allocation().get("NumTasks", 0) >= processes:
         return ["srun", f"--ntasks={processes}", "--kill-on-bad-exit=1", sys.executable, *worker, "--launcher", "slurm"]
     return [
@@ -66,23 +70,34 @@ def distributed_command(script: Path, config_path: Path, work_dir: Path, process
 
 
 def run_job(
-    config_path: Path, work_dir: Path, checkpoint: Path, history: Path, script: Path, log_file, threads: int = 1
+    config_path: Path,
+    work_dir: Path,
+    checkpoint: Path,
+    history: Path,
+    script: Path,
+    log_file,
+    threads: int = 1,
+    banner: str = "",
 ) -> None:
-    """What the Snakemake job does: train (one or more processes), then export."""
+    """What the Snakemake job does: check the work dir and record the attempt,
+    train (one or more processes), then export."""
     import torch
     from mmengine.config import Config
 
     from common.history import history_from_scalars, write_history
+    from common.jobs import sha256_text
     from common.launch import cpu_threads, free_port
-    from common.work_dir import export_final
+    from common.work_dir import export_final, prepare_work_dir, record_attempt
 
     cfg = Config.fromfile(str(config_path))
     processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
+    latest = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
+    record_attempt(work_dir, banner, latest)
     threads = cpu_threads(threads)
     if processes == 1:
         torch.set_num_threads(threads)
         log.info("%d CPU thread(s)", threads)
-        train(config_path, work_dir, cfg=cfg)
+        train(config_path, work_dir, cfg=cfg, prepared=True)
     else:
         command = distributed_command(script, config_path, work_dir, processes)
         env = {
@@ -107,9 +122,10 @@ def main(snakemake) -> None:
     from common.jobs import start_log
     from common.launch import slurm_job
 
-    # Appended, so the log of a resumed run tells its whole story.
-    log_file = start_log(snakemake, append=True, stdout=True)
-    log.info(job_banner(snakemake.rule, snakemake.resources.attempt, slurm_job()))
+    # Snakemake empties the log before each attempt: attempts.log in the work dir keeps them all.
+    log_file = start_log(snakemake, stdout=True)
+    banner = job_banner(snakemake.rule, snakemake.resources.attempt, slurm_job())
+    log.info(banner)
     run_job(
         Path(snakemake.input.config),
         Path(snakemake.params.work_dir),
@@ -118,6 +134,7 @@ def main(snakemake) -> None:
         Path(snakemake.scriptdir) / "train_upernet.py",
         log_file,
         snakemake.threads,
+        banner,
     )
 
 
@@ -126,12 +143,13 @@ def cli() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--prepared", action="store_true", help=argparse.SUPPRESS)  # set by run_job
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common.jobs import LOG_FORMAT
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, force=True)
-    train(args.config, args.work_dir, args.launcher)
+    train(args.config, args.work_dir, args.launcher, prepared=args.prepared)
 
 
 if __name__ == "__main__":

@@ -145,9 +145,12 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
     out = run_dir(workflow_copy, "vocaug", 8)
     log = (out / "train.log").read_text()
     assert re.search(r"resuming from checkpoint \S+/epoch_(\d+)\.pth \(epoch \1 done\)", log), log[-3000:]
-    # each attempt says which it is, and where it ran
-    assert re.search(rf"starts \(attempt 1\): SLURM job {running[0]} on node \S+", log), log[:3000]
-    assert re.search(r"starts \(attempt 2\): SLURM job \d+ on node \S+", log), log[-3000:]
+    # each attempt says which it is and where it ran; the work dir keeps every attempt's line
+    assert re.search(r"starts \(attempt 2\): SLURM job \d+ on node \S+", log), log[:3000]
+    attempts = (work / "attempts.log").read_text().splitlines()
+    assert len(attempts) == 2, attempts
+    assert re.search(rf"\(attempt 1\): SLURM job {running[0]} on node \S+; starts at epoch 0$", attempts[0])
+    assert re.search(r"\(attempt 2\): SLURM job \d+ on node \S+; resumes epoch_\d+\.pth$", attempts[1])
     assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 8
 
 

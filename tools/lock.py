@@ -67,14 +67,18 @@ def recorded_source(lock: Path = LOCK) -> str | None:
 
 def check(lock: Path = LOCK, requirements: Path = REQUIREMENTS) -> list[str]:
     """What makes ``lock`` unfit for ``requirements`` (empty: fine)."""
+    locked = pins(lock)
+    if not locked:
+        return [f"{lock.name} pins nothing: run `make lock`"]
     problems = []
     if recorded_source(lock) != requirements_sha256(requirements):
         problems.append(f"{requirements.name} changed since {lock.name} was compiled: run `make lock`")
-    locked = pins(lock)
-    for name, version in pins(requirements).items():
-        if locked.get(name) != version:
-            problems.append(f"{requirements.name} pins {name}=={version}, {lock.name} has {locked.get(name)}")
-    return problems
+    wrong = [
+        f"{requirements.name} pins {name}=={version}, {lock.name} has {locked.get(name)}"
+        for name, version in pins(requirements).items()
+        if locked.get(name) != version
+    ]
+    return problems + wrong[:5] + ([f"... and {len(wrong) - 5} more"] if len(wrong) > 5 else [])
 
 
 def stage(lock: Path, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> str:

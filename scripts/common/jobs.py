@@ -11,13 +11,12 @@ from pathlib import Path
 LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
-def start_log(snakemake, append: bool = False, stdout: bool = False):
+def start_log(snakemake, stdout: bool = False):
     """Send stderr (and with ``stdout`` also stdout) and Python's logging to the job's log.
 
-    ``append`` keeps what earlier attempts wrote, so a resumed job's log tells
-    its whole story.  Returns the open log file.
+    Returns the open log file.
     """
-    log_file = open(snakemake.log[0], "a" if append else "w", buffering=1)
+    log_file = open(snakemake.log[0], "w", buffering=1)
     sys.stderr = log_file
     if stdout:
         sys.stdout = log_file

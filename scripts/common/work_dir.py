@@ -3,12 +3,17 @@
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import torch
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 log = logging.getLogger("upernet")
+
+# One line per attempt of the run. Snakemake empties a job's log before each
+# attempt; the work dir, which it never touches, keeps the whole story.
+ATTEMPTS_LOG = "attempts.log"
 
 
 def prepare_work_dir(work_dir: Path, config_sha256: str) -> str | None:
@@ -36,6 +41,17 @@ def prepare_work_dir(work_dir: Path, config_sha256: str) -> str | None:
     else:
         log.info("no checkpoint in %s: training starts at epoch 0", work_dir)
     return latest
+
+
+def record_attempt(work_dir: Path, banner: str, latest: str | None) -> int:
+    """Append this attempt to the work dir's attempts.log; return how many it holds."""
+    path = Path(work_dir) / ATTEMPTS_LOG
+    start = f"resumes {Path(latest).name}" if latest else "starts at epoch 0"
+    with open(path, "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {banner}; {start}\n")
+    count = sum(1 for line in path.read_text().splitlines() if line.strip())
+    log.info("attempt %d recorded in %s", count, path)
+    return count
 
 
 def export_final(work_dir: Path, dest: Path, max_epochs: int) -> None:
