@@ -74,6 +74,17 @@ def check_config():
             raise WorkflowError(
                 f"data.{name}.archive: no such file {archive!r} (set it to null to download data.{name}.url)"
             )
+    for name, variant in config["variants"].items():
+        pretrained = variant.get("pretrained", config["training"]["pretrained"])
+        depth = variant.get("depth", config["training"]["depth"])
+        where = f"variants.{name}" if "pretrained" in variant or "depth" in variant else "training"
+        try:
+            check_pretrained_depth(pretrained, depth, where)
+            weights = pretrained_file(pretrained)
+        except ConfigError as error:
+            raise WorkflowError(str(error))
+        if weights and pretrained not in PRETRAINED_URLS and not os.path.isfile(weights):
+            raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
 
 
 check_config()
@@ -171,14 +182,6 @@ def _variant_settings(name):
     settings.update({k: variant[k] for k in MODEL_OVERRIDES if k in variant})
     settings["augment"] = {**AUGMENT_DEFAULTS, **training["augment"], **variant.get("augment", {})}
     settings["train_sets"] = variant["train_sets"]
-    where = f"variants.{name}" if "pretrained" in variant or "depth" in variant else "training"
-    try:
-        check_pretrained_depth(settings["pretrained"], settings["depth"], where)
-        weights = pretrained_file(settings["pretrained"])
-    except ConfigError as error:
-        raise WorkflowError(str(error))
-    if weights and settings["pretrained"] not in PRETRAINED_URLS and not os.path.isfile(weights):
-        raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
     return settings
 
 

@@ -145,3 +145,22 @@ def test_resource_numbers_live_in_the_rules_and_the_profile_names_the_cluster():
     for rule in ("train_upernet", "evaluate_upernet", "convert_sbd"):
         body = rules.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
         assert "mem_mb=" in body and "runtime=" in body, rule
+
+
+TRAIN_SETS = [{"split": "train", "labels": "SegmentationClass"}]
+
+
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ({"depth": 50, "pretrained": "open-mmlab://resnet18_v1c"},
+         "variants.bad: pretrained 'open-mmlab://resnet18_v1c' does not fit depth 50"),
+        ({"pretrained": "weights/none.pth"}, "variants.bad.pretrained: no such file 'weights/none.pth'"),
+    ],
+    ids=["depth-mismatch", "missing-local-weights"],
+)  # fmt: skip
+def test_a_variant_whose_weights_do_not_fit_fails_at_planning(workflow_copy, variant, expected):
+    config = write_config(workflow_copy, "bad", variants={"bad": {"train_sets": TRAIN_SETS, **variant}})
+    result = run_snakemake(workflow_copy, "-n", "--configfile", config)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]
