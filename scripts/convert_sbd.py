@@ -154,7 +154,7 @@ def loadmat_segmentation(path: Path, variable: str = "GTcls", field: str = "Segm
 
     try:
         value = scipy.io.loadmat(path, variable_names=[variable])[variable][field].flat[0]
-    except (KeyError, ValueError, IndexError, TypeError, NotImplementedError, OSError) as error:
+    except Exception as error:  # scipy's MatReadError, KeyError, NotImplementedError (v7.3), ...
         raise LabelError(f"{path}: cannot read {variable}.{field} ({type(error).__name__}: {error})") from error
     if scipy.sparse.issparse(value):
         value = value.toarray()

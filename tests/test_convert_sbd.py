@@ -300,3 +300,11 @@ def test_a_file_neither_reader_can_use_is_named(tmp_path, variables, why):
     scipy.io.savemat(path, variables)
     with pytest.raises(LabelError, match=rf"2008_000007\.mat: .*{why}"):
         read_sbd_label(path)
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 2], ids=["empty", "garbage"])
+def test_an_empty_or_garbage_file_is_named(tmp_path, content):
+    path = tmp_path / "2008_000008.mat"
+    path.write_bytes(content)
+    with pytest.raises(LabelError, match=r"2008_000008\.mat: cannot read GTcls\.Segmentation"):
+        read_sbd_label(path)
