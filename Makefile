@@ -38,7 +38,7 @@ $(DEMO_ARCHIVES) &: tools/make_mini_voc.py scripts/common/voc.py | $(VENV)/.inst
 
 demo: demo-data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
-	$(BIN)/snakemake --configfile config/demo.yaml --report results/report.html
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.html
 
 test: venv
 	$(BIN)/python -m pytest

@@ -1,6 +1,24 @@
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Every config file, read strictly before Snakemake uses it: a key given twice,
+# or (in config/config.yaml) a YAML error, stops here naming file and line.
+sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from common.config_files import ConfigFileError, check_config_files
+
+try:
+    check_config_files(
+        [
+            os.path.join(workflow.basedir, "config/config.yaml"),
+            *workflow.overwrite_configfiles,
+        ]
+    )
+except ConfigFileError as error:
+    raise WorkflowError(str(error))
 
 
 configfile: "config/config.yaml"
@@ -16,6 +34,10 @@ include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 
 
+if reporting() and "snapshot" not in sys.argv:
+    check_report_complete()
+
+
 onstart:
     logger.info(cost_summary())
 
@@ -24,4 +46,4 @@ rule all:
     default_target: True
     input:
         run_outputs(),
-        report_outputs("results"),
+        report_outputs(OUT),

@@ -7,7 +7,7 @@
 #   6. the report: its two views, and the runs each figure reads
 # Input functions that rules call are named get_*.
 
-import functools
+import hashlib
 import os
 import re
 import sys
@@ -17,6 +17,8 @@ from snakemake.utils import validate
 
 # The planning helpers are plain Python: a login node needs no torch or mmseg.
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from common.code import code_digest
+from common.config_files import ConfigFileError, expand_path
 from common.cost import runtime_request, sweep_summary, train_minutes
 from common.mmseg_config import (
     AUGMENT_DEFAULTS,
@@ -26,6 +28,7 @@ from common.mmseg_config import (
     check_pretrained_depth,
     pretrained_file,
 )
+from common.voc import OFFICIAL_COUNTS
 
 
 # ==== 1. the config ===============================================================
@@ -54,6 +57,28 @@ _whole_numbers("seeds")
 
 # A wrong key or type fails here, before any job, with the key's name.
 validate(config, "../config/schemas/config.schema.yaml")
+
+
+def _expand_paths():
+    """`~` and $VARIABLES in every path key (an unset variable is an error)."""
+
+    def expand(section, key, where):
+        value = section.get(key)
+        if isinstance(value, str) and "://" not in value:
+            try:
+                section[key] = os.path.normpath(expand_path(value, where))
+            except ConfigFileError as error:
+                raise WorkflowError(str(error))
+
+    expand(config, "results", "results")
+    for name in ("voc", "sbd"):
+        expand(config["data"][name], "archive", f"data.{name}.archive")
+    expand(config["training"], "pretrained", "training.pretrained")
+    for name, variant in config["variants"].items():
+        expand(variant, "pretrained", f"variants.{name}.pretrained")
+
+
+_expand_paths()
 
 
 def check_config():
@@ -91,11 +116,26 @@ check_config()
 
 
 # ==== 2. paths and wildcards =======================================================
-VOC = "resources/VOCdevkit/VOC2012"
-SBD = "resources/VOCdevkit/VOCaug/dataset"
+# Data live in a folder named after the archives they come from, results in the
+# config's own folder: the demo and a real study never share either.
+def _source_key(name):
+    """md5 of data source `name` (8 digits), or, unchecked, a hash of where it comes from."""
+    source = config["data"][name]
+    if source["md5"]:
+        return source["md5"].lower()[:8]
+    where = os.path.abspath(source["archive"]) if source["archive"] else source["url"]
+    return "nomd5-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+DATA_KEY = f"voc-{_source_key('voc')}_sbd-{_source_key('sbd')}"
+DATA = f"resources/data/{DATA_KEY}"
+VOC = f"{DATA}/VOCdevkit/VOC2012"
+SBD = f"{DATA}/VOCdevkit/VOCaug/dataset"
 SPLITS = f"{VOC}/ImageSets/Segmentation"
-RUN = "results/runs/{variant}/e{epochs}-s{seed}"  # a run's outputs and its jobs' logs
-WORK = "results/work/{variant}/e{epochs}-s{seed}"  # its checkpoints (never deleted by Snakemake)
+OUT = config["results"]  # this study's runs, tables, figures
+RUN = f"{OUT}/runs/{{variant}}/e{{epochs}}-s{{seed}}"  # a run's outputs and its jobs' logs
+WORK = f"{OUT}/work/{{variant}}/e{{epochs}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
+SNAPSHOT = f"{OUT}/snapshot"
 
 
 wildcard_constraints:
@@ -103,7 +143,12 @@ wildcard_constraints:
     variant="|".join(re.escape(v) for v in config["variants"]),
     epochs=r"\d+",
     seed=r"\d+",
-    view="results|results/snapshot",
+    view=f"{re.escape(OUT)}|{re.escape(SNAPSHOT)}",
+
+
+def code(script):
+    """Param: the content hash of scripts/<script> and the project modules it imports."""
+    return code_digest(os.path.join(workflow.basedir, "scripts", script))
 
 
 # ==== 3. data sources ==============================================================
@@ -250,20 +295,22 @@ TRAIN_LAUNCHER = "srun" if MULTI_GPU else None
 IMAGES_PER_SECOND = config["estimates"]["images_per_second"][config["estimates"]["gpu_model"]]
 
 
-@functools.lru_cache(maxsize=None)
-def split_size(split):
-    """Images in a list: counted once the data stage made it, else the configured estimate.
-
-    Cached: planning asks it for every run, and a list holds up to 10,582 lines."""
-    path = f"{SPLITS}/{split}.txt"
-    if os.path.exists(path):
-        with open(path) as handle:
-            return sum(1 for line in handle if line.strip())
+def planned_split_size(split):
+    """Images in a list, for planning: VOC's official count when the official
+    archives are configured, else the configured estimate (never a list on disk,
+    which may belong to other data)."""
+    if split in official_counts():
+        return OFFICIAL_COUNTS[split]
     return config["estimates"]["split_sizes"].get(split, 0)
 
 
-def run_minutes(variant, epochs):
-    """Estimated wall time of one run on its GPUs (planning only)."""
+def count_lines(path):
+    with open(path) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def run_minutes(variant, epochs, split_size=planned_split_size):
+    """Estimated wall time of one run on its GPUs."""
     settings = VARIANT_SETTINGS[variant]
     return train_minutes(
         train_images=sum(split_size(s["split"]) for s in settings["train_sets"]),
@@ -275,8 +322,18 @@ def run_minutes(variant, epochs):
     )
 
 
-def get_train_runtime(wildcards, attempt):
-    return runtime_request(run_minutes(wildcards.variant, int(wildcards.epochs)), attempt)
+def get_train_runtime(wildcards, input, attempt):
+    """Minutes to ask for: from the lists the job trains on, which exist when it is
+    submitted (Snakemake evaluates resources again then); planned sizes before."""
+
+    def split_size(split):
+        path = f"{SPLITS}/{split}.txt"
+        if path in input.data and os.path.exists(path):
+            return count_lines(path)
+        return planned_split_size(split)
+
+    minutes = run_minutes(wildcards.variant, int(wildcards.epochs), split_size)
+    return runtime_request(minutes, attempt)
 
 
 def get_attempt(wildcards, attempt):
@@ -297,8 +354,8 @@ def cost_summary():
 
 
 # ==== 6. the report ================================================================
-# Two views of the same rules: `results` (every run of the config; what `all`
-# builds) and `results/snapshot` (only the runs that have finished, for a look
+# Two views of the same rules: OUT (`results`: every run of the config; what
+# `all` builds) and OUT/snapshot (only the runs that have finished, for a look
 # mid-sweep: target `snapshot`).
 REPORT_RUN_FILES = [
     "metrics.json",
@@ -327,7 +384,7 @@ def report_outputs(view):
 
 
 def view_runs(view):
-    if view == "results":
+    if view == OUT:
         return RUNS
     return [
         r for r in RUNS if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
@@ -377,3 +434,38 @@ def get_runs_param(select):
         return _canonical(select(wildcards.view))
 
     return runs
+
+
+def reporting():
+    """True when Snakemake was called to write the HTML report (`--report FILE`)."""
+    return any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
+def check_report_complete():
+    """`snakemake --report` of the full view refuses tables that lack runs of the
+    config or are older than them (Snakemake itself reports whatever files exist)."""
+    missing = [
+        r
+        for r in RUNS
+        if not all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
+    ]
+    if missing:
+        names = ", ".join(f"{r['variant']} e{r['epochs']}-s{r['seed']}" for r in missing)
+        raise WorkflowError(
+            f"the report would show tables without {len(missing)} run(s) of this config that "
+            f"have not finished: {names}. Run the workflow first, or report the finished runs "
+            f"only: `snakemake snapshot` then `snakemake --report <file> snapshot`."
+        )
+    tables = [f for f in report_outputs(OUT) if os.path.exists(f)]
+    newest_run = max(
+        (os.path.getmtime(f"{RUN.format(**r)}/{n}") for r in RUNS for n in REPORT_RUN_FILES),
+        default=0,
+    )
+    outdated = [f for f in report_outputs(OUT) if not os.path.exists(f)] or [
+        f for f in tables if os.path.getmtime(f) < newest_run
+    ]
+    if outdated:
+        raise WorkflowError(
+            f"the report's tables and figures are missing or older than the runs they show "
+            f"({', '.join(outdated[:3])}{', ...' if len(outdated) > 3 else ''}): run the workflow first."
+        )

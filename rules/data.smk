@@ -32,14 +32,15 @@ rule extract_voc:
         train=f"{SPLITS}/train.txt",
         val=f"{SPLITS}/val.txt",
     log:
-        "logs/extract_voc.log",
+        f"logs/extract_voc/{DATA_KEY}.log",
     benchmark:
-        "logs/benchmarks/extract_voc.tsv"
+        f"logs/benchmarks/extract_voc/{DATA_KEY}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
         runtime=60,
     params:
+        code=code("extract_archive.py"),
         md5=config["data"]["voc"]["md5"],
         md5_key="data.voc.md5",
         members={
@@ -60,14 +61,15 @@ rule extract_sbd:
         train=f"{SBD}/train.txt",
         val=f"{SBD}/val.txt",
     log:
-        "logs/extract_sbd.log",
+        f"logs/extract_sbd/{DATA_KEY}.log",
     benchmark:
-        "logs/benchmarks/extract_sbd.tsv"
+        f"logs/benchmarks/extract_sbd/{DATA_KEY}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
         runtime=60,
     params:
+        code=code("extract_archive.py"),
         md5=config["data"]["sbd"]["md5"],
         md5_key="data.sbd.md5",
         members={
@@ -90,10 +92,11 @@ rule make_trainaug_list:
         trainaug=f"{SPLITS}/trainaug.txt",
         aug=f"{SPLITS}/aug.txt",
     log:
-        "logs/make_trainaug_list.log",
+        f"logs/make_trainaug_list/{DATA_KEY}.log",
     conda:
         "../envs/data.yaml"
     params:
+        code=code("make_trainaug_list.py"),
         official_counts=official_counts(),
     script:
         "../scripts/make_trainaug_list.py"
@@ -110,14 +113,16 @@ rule convert_sbd:
     output:
         labels=directory(f"{VOC}/SegmentationClassAug"),
     log:
-        "logs/convert_sbd.log",
+        f"logs/convert_sbd/{DATA_KEY}.log",
     benchmark:
-        "logs/benchmarks/convert_sbd.tsv"
+        f"logs/benchmarks/convert_sbd/{DATA_KEY}.tsv"
     conda:
         "../envs/data.yaml"
     threads: 8
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        code=code("convert_sbd.py"),
     script:
         "../scripts/convert_sbd.py"

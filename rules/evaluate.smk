@@ -23,6 +23,7 @@ rule evaluate_upernet:
         mem_mb=16000,
         runtime=60,
     params:
+        code=code("evaluate_upernet.py"),
         tta=False,
     script:
         "../scripts/evaluate_upernet.py"
@@ -45,4 +46,5 @@ use rule evaluate_upernet as evaluate_upernet_tta with:
         mem_mb=16000,
         runtime=240,
     params:
+        code=code("evaluate_upernet.py"),
         tta=True,

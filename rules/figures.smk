@@ -9,7 +9,7 @@ rule summarize_runs:
     input:
         metrics=get_view_files("metrics.json"),
         history=get_view_files("history.csv"),
-        benchmark=get_view_files("train_benchmark.tsv"),
+        attempts=get_view_files("attempts.tsv"),
         tta=get_tta_metrics,
     output:
         csv=report(
@@ -23,6 +23,7 @@ rule summarize_runs:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("summarize_runs.py"),
         runs=get_runs_param(view_runs),
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
@@ -45,6 +46,7 @@ rule compare_per_class:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("compare_per_class.py"),
         runs=get_runs_param(compared_runs),
         compare=config["report"]["compare"],
         bootstrap=config["report"]["bootstrap"],
@@ -74,6 +76,7 @@ rule plot_per_class:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("plot_per_class.py"),
         compare=config["report"]["compare"],
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
@@ -102,6 +105,7 @@ rule plot_learning_curves:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("plot_learning_curves.py"),
         runs=get_runs_param(view_runs),
     script:
         "../scripts/plot_learning_curves.py"
@@ -125,6 +129,7 @@ rule plot_qualitative:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("plot_qualitative.py"),
         runs=get_runs_param(final_runs),
         images=config["report"]["qualitative_images"],
         how_many=config["report"]["qualitative_count"],
@@ -147,6 +152,7 @@ rule plot_confusion:
     conda:
         "../envs/plots.yaml"
     params:
+        code=code("plot_confusion.py"),
         runs=get_runs_param(final_runs),
         classes=config["report"]["hard_classes"],
     script:
@@ -156,4 +162,4 @@ rule plot_confusion:
 # Figures and tables of the runs finished so far, without training the others.
 rule snapshot:
     input:
-        report_outputs("results/snapshot"),
+        report_outputs(SNAPSHOT),

@@ -41,20 +41,25 @@ rule render_mmseg_config:
     conda:
         "../envs/data.yaml"
     params:
+        code=code("render_mmseg_config.py"),
         run=get_run_settings,
     script:
         "../scripts/render_mmseg_config.py"
 
 
-# Checkpoints live in results/work/..., which is no declared output: Snakemake
-# keeps them when a job fails or is cancelled, and the next attempt resumes.
+# Checkpoints live in <results>/work/..., which is no declared output: Snakemake
+# keeps them when a job fails or is cancelled, and the next attempt resumes. A
+# run that finished and is asked again (--forcerun) trains afresh; one trainer
+# per run (a lock beside its work dir); every attempt's hours in attempts.tsv.
 rule train_upernet:
     input:
         config=rules.render_mmseg_config.output[0],
         data=get_train_data,
     output:
-        checkpoint=f"{RUN}/final.pth",
+        # protected: `snakemake --delete-all-output` keeps the trained models
+        checkpoint=protected(f"{RUN}/final.pth"),
         history=f"{RUN}/history.csv",
+        attempts=f"{RUN}/attempts.tsv",
     log:
         f"{RUN}/train.log",
     benchmark:
@@ -74,6 +79,7 @@ rule train_upernet:
         # unlike params, may change between attempts without a rerun)
         attempt=get_attempt,
     params:
+        code=code("train_upernet.py"),
         work_dir=WORK,
     script:
         "../scripts/train_upernet.py"

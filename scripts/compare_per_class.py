@@ -13,14 +13,10 @@ import numpy as np
 
 from common.jobs import start_log, write_csv, write_text
 from common.stats import align, improvement_sentence, paired_bootstrap
+from common.run_files import read_per_image
 from common.voc import CLASSES
 
 log = logging.getLogger("compare_per_class")
-
-
-def load_per_image(path: Path) -> tuple[list[str], np.ndarray]:
-    with np.load(path) as data:
-        return [str(i) for i in data["image_ids"]], data["confusion"]
 
 
 def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
@@ -29,7 +25,7 @@ def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
     by_epochs: dict[int, dict[str, list]] = {}
     reference_ids = None
     for run, path in zip(runs, paths, strict=True):
-        ids, confusion = load_per_image(Path(path))
+        ids, confusion = read_per_image(Path(path))
         if reference_ids is None:
             reference_ids = ids
         confusion = confusion[align(reference_ids, ids)]

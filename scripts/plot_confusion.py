@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from common.jobs import start_log
+from common.run_files import read_confusion
 from common.plots import plt, run_label, save
 from common.voc import CLASSES
 
@@ -41,7 +42,7 @@ def plot(runs, confusions, classes):
 
 def main(snakemake) -> None:
     start_log(snakemake)
-    confusions = [np.load(Path(p)) for p in snakemake.input.confusion]
+    confusions = [read_confusion(Path(p)) for p in snakemake.input.confusion]
     fig = plot(snakemake.params.runs, confusions, snakemake.params.classes)
     save(fig, snakemake.output.matrix, snakemake.output.matrix_pdf)
 

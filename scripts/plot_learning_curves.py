@@ -1,13 +1,13 @@
 """Validation mIoU against epoch for every run, and final mIoU against epoch
 count per variant (rule plot_learning_curves)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from common.history import read_miou_curve
 from common.jobs import start_log
+from common.run_files import read_metrics
 from common.plots import LINESTYLES, plt, run_label, save, variant_colours
 
 
@@ -40,7 +40,7 @@ def plot_final(runs, metrics):
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     colours = variant_colours(variants)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    final = [(r, json.loads(Path(m).read_text())["mIoU"]) for r, m in zip(runs, metrics)]
+    final = [(r, read_metrics(Path(m))["mIoU"]) for r, m in zip(runs, metrics)]
     for variant in variants:
         points = [(r["epochs"], miou) for r, miou in final if r["variant"] == variant]
         xs = sorted({e for e, _ in points})

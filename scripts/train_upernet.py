@@ -3,7 +3,10 @@
 One process per GPU of the job: a single one in-process, several through
 ``srun`` + MMEngine's ``slurm`` launcher inside a SLURM allocation with enough
 tasks, otherwise through ``torchrun``.  The job's outputs are written only
-after training finished: ``final.pth`` (weights + meta) and ``history.csv``.
+after training finished: ``final.pth`` (weights + meta), ``history.csv`` and
+``attempts.tsv`` (every attempt and its seconds).  One trainer per run: the job
+holds ``<work_dir>.lock`` while it trains (see common/run_lock.py), and stops
+when the Snakemake process that started it is gone.
 
 Also a command line, for the worker processes and for use by hand:
 
@@ -16,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("upernet")
@@ -69,72 +73,144 @@ def distributed_command(script: Path, config_path: Path, work_dir: Path, process
     ]  # fmt: skip
 
 
+class Terminated(Exception):
+    """SIGTERM (scancel, a time limit, Snakemake stopping) or the end of the Snakemake process."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
+def stop_with_parent(interval: float = 2.0) -> None:
+    """SIGTERM ourselves once the process that started the job is gone.
+
+    A killed ``snakemake`` otherwise leaves its training job running (adopted by
+    pid 1), and the next invocation would start a second trainer of the run.
+    """
+    import signal
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.error("the process that started this job (pid %d) is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_children(command: list[str], env: dict, log_file) -> None:
+    """Run the training processes in their own process group; end them all if we stop."""
+    import signal
+
+    child = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file, start_new_session=True)
+    try:
+        code = child.wait()
+    except BaseException:
+        log.error("stopping the training processes (group %d)", child.pid)
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(child.pid, sig)
+                child.wait(wait)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        raise
+    if code != 0:
+        raise subprocess.CalledProcessError(code, command)
+
+
 def run_job(
     config_path: Path,
     work_dir: Path,
-    checkpoint: Path,
-    history: Path,
+    outputs: dict[str, Path],
     script: Path,
     log_file,
     threads: int = 1,
-    banner: str = "",
+    where: str = "",
 ) -> None:
-    """What the Snakemake job does: check the work dir and record the attempt,
-    train (one or more processes), then export."""
+    """What the Snakemake job does: hold the run's lock, set up the work dir and
+    record the attempt, train (one or more processes), then export."""
+    import shutil
+
     import torch
     from mmengine.config import Config
 
     from common.history import history_from_scalars, write_history
     from common.jobs import sha256_text
     from common.launch import cpu_threads, free_port
-    from common.work_dir import export_final, prepare_work_dir, record_attempt
+    from common.run_lock import run_lock
+    from common.work_dir import AttemptClock, export_final, mark_finished, prepare_work_dir
 
     cfg = Config.fromfile(str(config_path))
     processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
-    latest = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
-    record_attempt(work_dir, banner, latest)
-    threads = cpu_threads(threads)
-    if processes == 1:
-        torch.set_num_threads(threads)
-        log.info("%d CPU thread(s)", threads)
-        train(config_path, work_dir, cfg=cfg, prepared=True)
-    else:
-        command = distributed_command(script, config_path, work_dir, processes)
-        env = {
-            **os.environ,
-            "MASTER_PORT": str(free_port()),
-            "PYTHONPATH": str(script.parent),
-            "OMP_NUM_THREADS": str(max(1, threads // processes)),
-        }
-        log.info("launching %d processes: %s", processes, " ".join(command))
-        subprocess.run(command, check=True, env=env, stdout=log_file, stderr=log_file)
-    export_final(work_dir, checkpoint, max_epochs)
-    write_history(history_from_scalars(work_dir), history)
-    log.info("run finished: %s, %s", checkpoint, history)
+    with run_lock(work_dir):
+        latest = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
+        clock = AttemptClock(work_dir, where, latest)
+        status = "failed"
+        try:
+            threads = cpu_threads(threads)
+            if processes == 1:
+                torch.set_num_threads(threads)
+                log.info("%d CPU thread(s)", threads)
+                train(config_path, work_dir, cfg=cfg, prepared=True)
+            else:
+                command = distributed_command(script, config_path, work_dir, processes)
+                env = {
+                    **os.environ,
+                    "MASTER_PORT": str(free_port()),
+                    "PYTHONPATH": str(script.parent),
+                    "OMP_NUM_THREADS": str(max(1, threads // processes)),
+                }
+                log.info("launching %d processes: %s", processes, " ".join(command))
+                run_children(command, env, log_file)
+            export_final(work_dir, outputs["checkpoint"], max_epochs)
+            write_history(history_from_scalars(work_dir), outputs["history"])
+            status = "finished"
+        except Terminated:
+            status = "terminated"
+            raise
+        finally:
+            clock.finish(status)
+        shutil.copyfile(clock.path, outputs["attempts"])
+        mark_finished(work_dir, outputs["checkpoint"])
+    log.info(
+        "run finished: %s, %s; %d attempt(s), %.4f h of training in all",
+        outputs["checkpoint"], outputs["history"], len(clock.rows), clock.total_seconds() / 3600,
+    )  # fmt: skip
 
 
-def job_banner(rule: str, attempt: int, slurm: dict[str, str]) -> str:
-    where = f"SLURM job {slurm['job_id']} on node {slurm['node']}" if slurm else "not in a SLURM job"
-    return f"---- job {rule} starts (attempt {attempt}): {where}"
+def job_where(slurm: dict[str, str]) -> str:
+    import socket
+
+    return f"SLURM job {slurm['job_id']} on {slurm['node']}" if slurm else f"host {socket.gethostname()}"
 
 
 def main(snakemake) -> None:
+    import signal
+
     from common.jobs import start_log
     from common.launch import slurm_job
 
-    # Snakemake empties the log before each attempt: attempts.log in the work dir keeps them all.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stop_with_parent()
+    # Snakemake empties the log before each attempt: attempts.tsv in the work dir keeps them all.
     log_file = start_log(snakemake, stdout=True)
-    banner = job_banner(snakemake.rule, snakemake.resources.attempt, slurm_job())
-    log.info(banner)
+    where = job_where(slurm_job())
+    log.info(
+        "---- job %s starts (attempt %d): %s; runtime request %s min",
+        snakemake.rule, snakemake.resources.attempt, where, snakemake.resources.get("runtime"),
+    )  # fmt: skip
     run_job(
         Path(snakemake.input.config),
         Path(snakemake.params.work_dir),
-        Path(snakemake.output.checkpoint),
-        Path(snakemake.output.history),
+        {name: Path(snakemake.output[name]) for name in ("checkpoint", "history", "attempts")},
         Path(snakemake.scriptdir) / "train_upernet.py",
         log_file,
         snakemake.threads,
-        banner,
+        where,
     )
 
 
@@ -149,7 +225,13 @@ def cli() -> None:
     from common.jobs import LOG_FORMAT
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, force=True)
-    train(args.config, args.work_dir, args.launcher, prepared=args.prepared)
+    if args.prepared:  # a worker process of run_job, which holds the lock
+        train(args.config, args.work_dir, args.launcher, prepared=True)
+        return
+    from common.run_lock import run_lock
+
+    with run_lock(args.work_dir):
+        train(args.config, args.work_dir, args.launcher)
 
 
 if __name__ == "__main__":

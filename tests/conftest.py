@@ -16,7 +16,11 @@ from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report"]
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"]
+# where the demo config puts its data (keyed by the archives' md5s) and its results
+DATA_KEY = f"voc-{DEMO['data']['voc']['md5'][:8]}_sbd-{DEMO['data']['sbd']['md5'][:8]}"
+DEMO_VOC = f"resources/data/{DATA_KEY}/VOCdevkit/VOC2012"
+OUT = DEMO["results"]
 
 
 @pytest.fixture(scope="session")
@@ -113,4 +117,4 @@ def study(tmp_path_factory, mini_archives) -> Path:
 
 
 def run_dir(workdir: Path, variant: str, epochs: int, seed: int = 0) -> Path:
-    return workdir / f"results/runs/{variant}/e{epochs}-s{seed}"
+    return workdir / f"{OUT}/runs/{variant}/e{epochs}-s{seed}"

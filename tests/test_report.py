@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
-from conftest import DEMO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from conftest import DEMO, DEMO_VOC, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 from common.stats import convergence_epoch, improvement_sentence
 from common.voc import CLASSES as VOC_CLASSES
@@ -24,15 +24,15 @@ def read_csv(path):
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_every_figure_exists_as_png_and_pdf(study, name):
-    png = study / f"results/figures/{name}.png"
+    png = study / f"results/demo/figures/{name}.png"
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 600 and image.height > 300
         assert len(np.unique(np.asarray(image.convert("L")))) > 10, "the figure is not blank"
-    assert (study / f"results/figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (study / f"results/demo/figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_summary_has_one_row_per_run_with_computed_columns(study):
-    rows = read_csv(study / "results/tables/summary.csv")
+    rows = read_csv(study / "results/demo/tables/summary.csv")
     assert [(r["variant"], int(r["epochs"]), int(r["seed"])) for r in rows] == [
         (v, e, 0) for v in ("voc", "vocaug") for e in DEMO["epochs"]
     ]
@@ -45,13 +45,13 @@ def test_summary_has_one_row_per_run_with_computed_columns(study):
         assert int(row["converged_epoch"]) == expected
         assert float(row["train_hours"]) > 0 and float(row["gpu_hours"]) == pytest.approx(float(row["train_hours"]))
         assert row["mIoU_tta"] == ""
-    assert "| variant | epochs | seed | mIoU |" in (study / "results/tables/summary.md").read_text()
+    assert "| variant | epochs | seed | mIoU |" in (study / "results/demo/tables/summary.md").read_text()
 
 
 def test_per_class_table_has_the_studys_layout_and_computed_counts(study):
-    rows = read_csv(study / "results/tables/per_class_iou.csv")
+    rows = read_csv(study / "results/demo/tables/per_class_iou.csv")
     assert [r["class"] for r in rows] == [*VOC_CLASSES, "mIoU"]
-    markdown = (study / "results/tables/per_class_iou.md").read_text()
+    markdown = (study / "results/demo/tables/per_class_iou.md").read_text()
     for epochs in DEMO["epochs"]:
         assert {f"voc e{epochs}", f"vocaug e{epochs}", f"change e{epochs}"} <= set(rows[0])
         changes = [float(r[f"change e{epochs}"]) for r in rows[:-1] if r[f"change e{epochs}"]]
@@ -69,9 +69,9 @@ def test_per_class_table_has_the_studys_layout_and_computed_counts(study):
 
 
 def test_report_builds_with_every_figure_and_table(study):
-    result = run_snakemake(study, "--report", "results/report.html", "--configfile", "config/demo.yaml")
+    result = run_snakemake(study, "--report", "results/demo/report.html", "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    html = (study / "results/report.html").read_text()
+    html = (study / "results/demo/report.html").read_text()
     for name in [*(f"{f}.png" for f in FIGURES), "summary.csv", "per_class_iou.csv"]:
         assert name in html, name
 
@@ -79,7 +79,7 @@ def test_report_builds_with_every_figure_and_table(study):
 def test_editing_a_plotting_script_redraws_only_its_figures(study):
     script = study / "scripts/plot_learning_curves.py"
     original, stat = script.read_text(), script.stat()
-    script.write_text(original + "\n# a new comment\n")
+    script.write_text(original + "\nEDITED = True\n")  # a real edit (comments re-run nothing)
     try:
         result = run_snakemake(study, "-n", "--configfile", "config/demo.yaml")
     finally:
@@ -101,7 +101,7 @@ def test_adding_a_seed_trains_only_the_new_runs_and_redraws_everything(study):
     assert all(jobs.get(r) == 1 for r in every_run)
     # the qualitative panel and the confusion figure show each variant's first seed
     assert "plot_qualitative" not in jobs and "plot_confusion" not in jobs
-    assert "output: results/runs/voc/e3-s0/final.pth" not in result.stdout
+    assert "output: results/demo/runs/voc/e3-s0/final.pth" not in result.stdout
 
 
 def test_snapshot_draws_the_finished_runs_without_training_the_others(study):
@@ -111,19 +111,19 @@ def test_snapshot_draws_the_finished_runs_without_training_the_others(study):
     assert FIGURE_RULES <= set(plan)
     result = run_snakemake(study, "snapshot", "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(study / "results/snapshot/tables/summary.csv")
+    rows = read_csv(study / "results/demo/snapshot/tables/summary.csv")
     assert {int(r["epochs"]) for r in rows} == set(DEMO["epochs"])
-    assert (study / "results/snapshot/figures/qualitative.png").exists()
-    assert not (study / "results/runs/voc/e12-s0").exists()
+    assert (study / "results/demo/snapshot/figures/qualitative.png").exists()
+    assert not (study / "results/demo/runs/voc/e12-s0").exists()
 
 
 def test_qualitative_images_are_configurable_and_checked(study):
-    val = read_ids(study / "resources/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt")
+    val = read_ids(study / f"{DEMO_VOC}/ImageSets/Segmentation/val.txt")
     good = write_config(study, "qual", report={"qualitative_images": val[:2]})
     assert planned_jobs(run_snakemake(study, "-n", "--configfile", good)) == {"plot_qualitative": 1, "all": 1}
     bad = write_config(study, "qual_bad", report={"qualitative_images": ["2099_000001"]})
     # in the snapshot view, so that the failed job takes no figure of the full report with it
-    result = run_snakemake(study, "results/snapshot/figures/qualitative.png", "--cores", "1", "--configfile", bad)
+    result = run_snakemake(study, "results/demo/snapshot/figures/qualitative.png", "--cores", "1", "--configfile", bad)
     assert result.returncode != 0
-    log = (study / "logs/plot_qualitative/results/snapshot.log").read_text()
+    log = (study / "logs/plot_qualitative/results/demo/snapshot.log").read_text()
     assert re.search(r"report.qualitative_images: not in val.txt: 2099_000001", log)

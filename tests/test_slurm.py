@@ -5,6 +5,7 @@ No mock: jobs are submitted with sbatch, and what they asked for and where they
 ran is read back from SLURM itself (sacct, squeue).
 """
 
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import DEMO, REPO, copy_workflow, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from common.run_files import read_attempts
+from conftest import DEMO, DEMO_VOC, REPO, copy_workflow, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 CLUSTER = REPO / "tools/slurm_test_cluster.sh"
 
@@ -85,7 +87,7 @@ def sacct(job_ids, fields="JobID,Partition,AllocTRES,State,NTasks") -> list[dict
 def relative_files(root: Path, skip=("_tta",)) -> set[str]:
     return {
         str(p.relative_to(root))
-        for folder in ("results/runs", "results/tables", "results/figures")
+        for folder in ("results/demo/runs", "results/demo/tables", "results/demo/figures")
         for p in (root / folder).rglob("*")
         if p.is_file() and not any(s in p.name for s in skip) and ".snakemake_timestamp" not in p.name
     }
@@ -110,7 +112,7 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
     assert not slurm_jobs(workdir, "render_mmseg_config") and not slurm_jobs(workdir, "fetch_pretrained")
     # the same outputs as the local run of the same config
     assert relative_files(workdir) == relative_files(study) - {
-        p for p in relative_files(study) if p.startswith("results/snapshot")
+        p for p in relative_files(study) if p.startswith("results/demo/snapshot")
     }
     for variant, epochs in [("voc", 6), ("vocaug", 6)]:
         log = (run_dir(workdir, variant, epochs) / "train.log").read_text()
@@ -119,8 +121,8 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
 
 def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):
     config = write_config(workflow_copy, "fault", epochs=[8])
-    work = workflow_copy / "results/work/vocaug/e8-s0"
-    target = "results/runs/vocaug/e8-s0/final.pth"  # this run only
+    work = workflow_copy / "results/demo/work/vocaug/e8-s0"
+    target = "results/demo/runs/vocaug/e8-s0/final.pth"  # this run only
     profile = make_test_profile(workflow_copy)
     command = [sys.executable, "-m", "snakemake", target, "--profile", profile, "--configfile", config]
     process = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
@@ -146,17 +148,21 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
     log = (out / "train.log").read_text()
     assert re.search(r"resuming from checkpoint \S+/epoch_(\d+)\.pth \(epoch \1 done\)", log), log[-3000:]
     # each attempt says which it is and where it ran; the work dir keeps every attempt's line
-    assert re.search(r"starts \(attempt 2\): SLURM job \d+ on node \S+", log), log[:3000]
-    attempts = (work / "attempts.log").read_text().splitlines()
+    assert re.search(r"starts \(attempt 2\): SLURM job \d+ on \S+", log), log[:3000]
+    attempts = read_attempts(out / "attempts.tsv")
     assert len(attempts) == 2, attempts
-    assert re.search(rf"\(attempt 1\): SLURM job {running[0]} on node \S+; starts at epoch 0$", attempts[0])
-    assert re.search(r"\(attempt 2\): SLURM job \d+ on node \S+; resumes epoch_\d+\.pth$", attempts[1])
+    assert re.fullmatch(rf"SLURM job {running[0]} on \S+", attempts[0]["where"]) and attempts[0]["start"] == "epoch 0"
+    assert attempts[0]["status"] in ("terminated", "running") and attempts[1]["status"] == "finished"
+    assert re.fullmatch(r"SLURM job \d+ on \S+", attempts[1]["where"])
+    assert re.fullmatch(r"resumes epoch_\d+\.pth", attempts[1]["start"])
+    # both attempts' hours are in the summary's cost
+    assert all(a["seconds"] > 0 for a in attempts)
     assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 8
 
 
 def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
     config = write_config(workflow_copy, "ddp", epochs=[1], training={**DEMO["training"], "gpus": 2})
-    target = "results/runs/voc/e1-s0/history.csv"
+    target = "results/demo/runs/voc/e1-s0/history.csv"
     result = run_snakemake(workflow_copy, target, "--profile", make_test_profile(workflow_copy), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     (job,) = slurm_jobs(workflow_copy, "train_upernet")
@@ -169,9 +175,54 @@ def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_cop
     assert "rank 0 of world size 2 (gloo)" in log and "rank 1 of world size 2 (gloo)" in log
     lr = DEMO["training"]["base_lr"] * 2 * DEMO["training"]["batch_per_gpu"] / 16
     assert f"2 process(es) x {DEMO['training']['batch_per_gpu']} images per step, lr {lr:.6g}" in log
-    train = len(read_ids(workflow_copy / "resources/VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"))
+    train = len(read_ids(workflow_copy / f"{DEMO_VOC}/ImageSets/Segmentation/train.txt"))
     per_epoch = int(re.search(r"Epoch\(train\) \[1\]\[\d+/(\d+)\]", log).group(1))
     assert per_epoch == -(-train // (2 * DEMO["training"]["batch_per_gpu"]))
+
+
+def test_the_lock_of_a_job_that_scancel_ended_is_taken_over(slurm_cluster, tmp_path, caplog):
+    """A trainer's SLURM job holds the run's lock; after scancel (no clean-up: the
+    process dies on SIGTERM) the next trainer takes it over, saying whose it was."""
+    from common.run_lock import RunLockHeld, lock_path, run_lock
+
+    work = tmp_path / "work"
+    holder = tmp_path / "holder.py"
+    holder.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+        "from common.run_lock import run_lock\n"
+        f"with run_lock({str(work)!r}):\n"
+        "    time.sleep(600)\n"
+    )
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-p", "cpu", "--mem=100", "-o", str(tmp_path / "holder.out"),
+         "--wrap", f"exec {sys.executable} {holder}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    lock = lock_path(work)
+    try:
+        deadline = time.time() + 120
+        while not lock.exists():
+            assert time.time() < deadline, (tmp_path / "holder.out").read_text() if (tmp_path / "holder.out").exists() else ""
+            time.sleep(0.2)
+        with pytest.raises(RunLockHeld, match=rf"already being trained by pid \d+ on \S+, SLURM job {job}"):
+            with run_lock(work):
+                pass
+    finally:
+        subprocess.run(["scancel", job], check=True)
+    deadline = time.time() + 120
+    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip() in (
+        "RUNNING", "PENDING", "COMPLETING",
+    ):  # fmt: skip
+        assert time.time() < deadline, "scancel did not end the job"
+        time.sleep(0.5)
+    assert lock.exists()  # the holder died without cleaning up
+    caplog.set_level("INFO")
+    with run_lock(work) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert re.search(rf"taking over the lock \S+ of pid \d+ on \S+, SLURM job {job}, .*: SLURM job {job} is", caplog.text) or (
+        f"SLURM job {job} is no longer known to SLURM" in caplog.text
+    ), caplog.text
 
 
 # ---- planning on a login node ------------------------------------------------------

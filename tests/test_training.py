@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,10 +20,11 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from conftest import DEMO, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from common.run_files import read_attempts
+from conftest import DEMO, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 RUNS = [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]
-VOC = "resources/VOCdevkit/VOC2012"
+VOC = DEMO_VOC
 
 
 def iterations_per_epoch(train_log: str) -> int:
@@ -126,7 +128,7 @@ def test_editing_one_variant_retrains_only_its_runs(study):
     config = write_config(study, "focal", variants=variants)
     result = run_snakemake(study, "-n", "--configfile", config)
     assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 2, "evaluate_upernet": 2}
-    assert "output: results/runs/voc/" not in result.stdout
+    assert "output: results/demo/runs/voc/" not in result.stdout
 
 
 def test_settings_that_change_no_result_retrain_nothing(study):
@@ -139,8 +141,8 @@ def test_adding_an_epoch_count_trains_only_the_new_runs(study):
     config = write_config(study, "more", epochs=[*DEMO["epochs"], 9])
     result = run_snakemake(study, "-n", "--configfile", config)
     assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 2, "evaluate_upernet": 2}
-    assert "output: results/runs/voc/e9-s0/final.pth" in result.stdout
-    assert "output: results/runs/voc/e3-s0/final.pth" not in result.stdout
+    assert "output: results/demo/runs/voc/e9-s0/final.pth" in result.stdout
+    assert "output: results/demo/runs/voc/e3-s0/final.pth" not in result.stdout
 
 
 def test_changing_the_learning_rate_retrains_everything(study):
@@ -153,12 +155,12 @@ def test_tta_is_a_separate_output(study):
     config = write_config(study, "tta", evaluation={"tta": True})
     plan = run_snakemake(study, "-n", "--configfile", config)
     assert run_jobs(plan) == {"evaluate_upernet_tta": len(RUNS)}
-    target = "results/runs/voc/e3-s0/metrics_tta.json"
+    target = "results/demo/runs/voc/e3-s0/metrics_tta.json"
     result = run_snakemake(study, target, "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((study / target).read_text())
     assert metrics["tta"] is True and len(metrics["IoU"]) == 21
-    assert (study / "results/runs/voc/e3-s0/confusion_per_image_tta.npz").exists()
+    assert (study / "results/demo/runs/voc/e3-s0/confusion_per_image_tta.npz").exists()
 
 
 def test_pretrained_weights_are_fetched_on_the_login_node(study):
@@ -196,13 +198,13 @@ def run_again_after_a_crash(workdir, target, config) -> None:
 
 def test_killed_training_resumes_from_its_last_checkpoint(workflow_copy):
     config = one_run_config(workflow_copy, "kill", 4)
-    work = workflow_copy / "results/work/voc/e4-s0"
-    target = "results/runs/voc/e4-s0/history.csv"
+    work = workflow_copy / "results/demo/work/voc/e4-s0"
+    target = "results/demo/runs/voc/e4-s0/history.csv"
     process = start_in_background(workflow_copy, target, config)
     wait_for(process, lambda: (work / "last_checkpoint").exists(), "its first checkpoint")
     os.killpg(process.pid, signal.SIGKILL)  # the node dies: no clean-up of any kind
     process.wait()
-    out = workflow_copy / "results/runs/voc/e4-s0"
+    out = workflow_copy / "results/demo/runs/voc/e4-s0"
     assert not (out / "final.pth").exists()
     killed_at = int(re.search(r"epoch_(\d+)\.pth", (work / "last_checkpoint").read_text()).group(1))
     assert 1 <= killed_at < 4
@@ -219,8 +221,8 @@ def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(
     from common.history import history_from_scalars
 
     config = one_run_config(workflow_copy, "hole", 3)
-    work = workflow_copy / "results/work/voc/e3-s0"
-    target = "results/runs/voc/e3-s0/history.csv"
+    work = workflow_copy / "results/demo/work/voc/e3-s0"
+    target = "results/demo/runs/voc/e3-s0/history.csv"
     process = start_in_background(workflow_copy, target, config)
     # MMEngine writes last_checkpoint right after epoch_2.pth, then validates epoch 2:
     # freeze everything at that moment, then kill it (a cancelled SLURM job)
@@ -234,12 +236,13 @@ def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(
     assert validated == {1}, f"stopped too late: epochs {validated} were already validated"
 
     run_again_after_a_crash(workflow_copy, target, config)
-    out = workflow_copy / "results/runs/voc/e3-s0"
+    out = workflow_copy / "results/demo/runs/voc/e3-s0"
     log = (out / "train.log").read_text()
     assert "(epoch 2 done)" in log and "epoch 2 was saved but not validated" in log
-    assert "starts (attempt 1): not in a SLURM job" in log
-    attempts = (work / "attempts.log").read_text().splitlines()
-    assert len(attempts) == 2 and attempts[1].endswith("; resumes epoch_2.pth"), attempts
+    assert f"starts (attempt 1): host {socket.gethostname()}" in log
+    attempts = read_attempts(out / "attempts.tsv")
+    assert [(a["attempt"], a["start"]) for a in attempts] == [(1, "epoch 0"), (2, "resumes epoch_2.pth")]
+    assert [a["status"] for a in attempts] == ["running", "finished"]  # the first was killed
     rows = history(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(r["mIoU"] for r in rows), rows
@@ -247,9 +250,9 @@ def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(
 
 def test_diverging_loss_stops_the_run_without_metrics(workflow_copy):
     config = one_run_config(workflow_copy, "nan", 2, base_lr=1.0e8)
-    result = run_snakemake(workflow_copy, "results/runs/voc/e2-s0/metrics.json", "--cores", "2", "--configfile", config)
+    result = run_snakemake(workflow_copy, "results/demo/runs/voc/e2-s0/metrics.json", "--cores", "2", "--configfile", config)
     assert result.returncode != 0
-    out = workflow_copy / "results/runs/voc/e2-s0"
+    out = workflow_copy / "results/demo/runs/voc/e2-s0"
     log = (out / "train.log").read_text()
     assert re.search(r"FloatingPointError: loss is (nan|inf|-inf) at epoch \d+, iteration \d+", log)
     assert not (out / "final.pth").exists() and not (out / "metrics.json").exists()
@@ -257,9 +260,9 @@ def test_diverging_loss_stops_the_run_without_metrics(workflow_copy):
 
 def test_two_gpus_per_job_train_as_two_processes(workflow_copy):
     config = one_run_config(workflow_copy, "ddp", 1, gpus=2)
-    result = run_snakemake(workflow_copy, "results/runs/voc/e1-s0/history.csv", "--cores", "2", "--configfile", config)
+    result = run_snakemake(workflow_copy, "results/demo/runs/voc/e1-s0/history.csv", "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (workflow_copy / "results/runs/voc/e1-s0/train.log").read_text()
+    log = (workflow_copy / "results/demo/runs/voc/e1-s0/train.log").read_text()
     assert "launching 2 processes" in log
     assert "rank 0 of world size 2 (gloo)" in log and "rank 1 of world size 2 (gloo)" in log
     lr = DEMO["training"]["base_lr"] * 2 * DEMO["training"]["batch_per_gpu"] / 16

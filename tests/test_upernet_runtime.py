@@ -81,7 +81,7 @@ def test_changed_config_sets_the_old_work_dir_aside(tmp_path):
     assert prepare_work_dir(work, "a" * 64) is None
     (work / "epoch_1.pth").write_bytes(b"old")
     assert prepare_work_dir(work, "b" * 64) is None
-    assert (tmp_path / "work.stale-1" / "epoch_1.pth").exists()
+    assert (tmp_path / "work.old-1" / "epoch_1.pth").exists()
     assert (work / "config.sha256").read_text().strip() == "b" * 64
 
 

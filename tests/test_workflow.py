@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
-from conftest import REPO, planned_jobs, read_ids, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO_VOC, REPO, planned_jobs, read_ids, run_snakemake, write_config
 from PIL import Image
 
 DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
-VOC = "resources/VOCdevkit/VOC2012"
+VOC = DEMO_VOC
 
 
 def test_data_stage_runs_on_mini_archives_and_then_has_nothing_to_do(workflow_copy, extracted):
@@ -36,12 +36,12 @@ def test_data_stage_runs_on_mini_archives_and_then_has_nothing_to_do(workflow_co
     assert sorted(p.name for p in (voc / "SegmentationClass").glob("*.png")) == sorted(
         p.name for p in extracted.voc_labels.glob("*.png")
     )
-    sbd_cls = workflow_copy / "resources/VOCdevkit/VOCaug/dataset/cls"
+    sbd_cls = workflow_copy / f"resources/data/{DATA_KEY}/VOCdevkit/VOCaug/dataset/cls"
     assert len(list(sbd_cls.glob("*.mat"))) == len(list(extracted.sbd_cls.glob("*.mat")))
     assert not list((workflow_copy / "resources").rglob(".extract-*"))
-    log = (workflow_copy / "logs/convert_sbd.log").read_text()
+    log = (workflow_copy / f"logs/convert_sbd/{DATA_KEY}.log").read_text()
     assert f"wrote {len(trainaug) + len(read_ids(extracted.voc_val))} labels" in log
-    assert "counts: train=40, val=30" in (workflow_copy / "logs/make_trainaug_list.log").read_text()
+    assert "counts: train=40, val=30" in (workflow_copy / f"logs/make_trainaug_list/{DATA_KEY}.log").read_text()
     # SBD-only ids: exactly what voc_aug.py reads from the .mat
     voc_ids = set(read_ids(extracted.voc_train)) | set(read_ids(extracted.voc_val))
     for image_id in sorted(set(read_ids(extracted.sbd_train)) - voc_ids)[:10]:
@@ -63,7 +63,7 @@ def test_unknown_key_fails_before_any_job_with_its_name(workflow_copy):
     result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, "bad", data=data))
     assert result.returncode != 0
     assert "'md55' was unexpected" in result.stdout + result.stderr
-    assert not (workflow_copy / "resources/VOCdevkit").exists()
+    assert not (workflow_copy / "resources/data").exists()
 
 
 @pytest.mark.parametrize(
@@ -88,8 +88,9 @@ def test_wrong_md5_stops_extraction_with_nothing_left(workflow_copy):
     data["voc"]["md5"] = "0" * 32
     result = run_snakemake(workflow_copy, "--cores", "1", "--configfile", write_config(workflow_copy, "bad", data=data))
     assert result.returncode != 0
-    assert "but data.voc.md5 says 00000000" in (workflow_copy / "logs/extract_voc.log").read_text()
-    assert not (workflow_copy / VOC / "JPEGImages").exists()
+    (log,) = (workflow_copy / "logs/extract_voc").glob("voc-00000000_sbd-*.log")
+    assert "but data.voc.md5 says 00000000" in log.read_text()
+    assert not list((workflow_copy / "resources/data").glob("*/VOCdevkit/VOC2012/JPEGImages"))
     assert not list((workflow_copy / "resources").rglob(".extract-*"))
 
 
@@ -124,7 +125,7 @@ def test_epochs_and_seeds_from_the_command_line_are_numbers(workflow_copy):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     jobs = planned_jobs(result)
     assert jobs["train_upernet"] == 2 * 2 * 2, jobs  # variants x epochs x seeds
-    assert "results/runs/vocaug/e2-s1/final.pth" in result.stdout
+    assert "results/demo/runs/vocaug/e2-s1/final.pth" in result.stdout
 
 
 @pytest.mark.parametrize("value", ["epochs=[ten]", "seeds=[0,x]", "epochs=[1.5]"])

@@ -6,7 +6,10 @@ same way in every per-rule conda env, in the tests and on the command line.
 
 Modules that need torch or MMEngine (``launch``, ``hooks``, ``metric``,
 ``work_dir``, ``history``) are imported only by the training and evaluation
-scripts; the others need at most NumPy, matplotlib and PyYAML, and
-``mmseg_config`` and ``cost`` need nothing but the standard library (the
-workflow imports them while planning on a login node).
+scripts; the others need at most NumPy, matplotlib and PyYAML. The workflow
+imports ``mmseg_config``, ``cost``, ``code`` (content hashes of the scripts)
+and ``config_files`` (strict YAML) while planning on a login node: they need
+nothing but the standard library and PyYAML. ``run_lock`` (one trainer per
+run) is standard library only; ``run_files`` reads the per-run files that
+tables and figures use, checking each.
 """

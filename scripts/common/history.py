@@ -1,15 +1,13 @@
 """A run's ``history.csv``: one row per epoch, written from MMEngine's scalar logs
 by the training job and read back by the report."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
 from common.jobs import write_csv
-
-HISTORY_COLUMNS = ["epoch", "mIoU", "aAcc", "mAcc", "train_loss", "lr"]
+from common.run_files import HISTORY_COLUMNS, read_history
 
 
 def history_from_scalars(work_dir: Path) -> list[dict]:
@@ -57,7 +55,8 @@ def write_history(rows: list[dict], dest: Path) -> None:
 
 
 def read_miou_curve(path: Path) -> tuple[list[int], list[float | None]]:
-    """(epochs, val mIoU) of a ``history.csv``; None for an epoch without validation."""
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [int(r["epoch"]) for r in rows], [float(r["mIoU"]) if r["mIoU"] else None for r in rows]
+    """(epochs, val mIoU) of a ``history.csv``; None for an epoch without validation.
+
+    A broken file is a RunFileError naming it."""
+    rows = read_history(path)
+    return [r["epoch"] for r in rows], [r["mIoU"] for r in rows]

@@ -1,0 +1,344 @@
+"""Faults a cluster user meets, each reproduced and now handled: runtime requests
+from the data a job trains on, the demo beside a real study, retrains, one
+trainer per run, reruns by content, broken run files, config edges."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DATA_KEY, DEMO, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
+
+from common.code import code_digest
+from common.config_files import ConfigFileError, load_config_file
+from common.cost import runtime_request, train_minutes
+from common.run_files import RunFileError, read_attempts, read_confusion, read_history, read_metrics, read_per_image
+from common.run_lock import RunLockHeld, lock_path, run_lock
+
+
+def runtimes(result) -> dict[str, int]:
+    """{output of each train_upernet job: its runtime request} from a dry run."""
+    found, rule, output = {}, None, None
+    for line in (result.stdout + result.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("rule ") or line.startswith("localrule "):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("output:"):
+            output = line.split()[1].rstrip(",")
+        elif line.startswith("resources:") and rule == "train_upernet":
+            found[output] = int(re.search(r"runtime=(\d+)", line).group(1))
+    return found
+
+
+@pytest.fixture
+def study_copy(study, tmp_path):
+    """A copy of the finished demo study (with Snakemake's metadata and mtimes)."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy, symlinks=True)
+    return copy
+
+
+# ---- 1 + 2. runtime requests from the job's own data; the demo beside a real study ----
+def test_the_real_study_plans_from_official_counts_beside_the_demo_data(study):
+    """Demo data and results in place: the real config neither reuses nor counts them."""
+    result = run_snakemake(study, "-n", "results/runs/vocaug/e200-s0/final.pth")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # MMSeg's 10,582 + 1,449 images, 2 GPUs at 20 images/s each: the clean clone's request
+    assert runtimes(result) == {"results/runs/vocaug/e200-s0/final.pth": 1399}
+    jobs = planned_jobs(result)
+    assert jobs["extract_voc"] == 1 and jobs["convert_sbd"] == 1  # its own data, not the demo's
+    assert "resources/data/voc-6cd6e144_sbd-82b4d87c/VOCdevkit" in result.stdout
+    assert f"{OUT}/" not in result.stdout and DATA_KEY not in result.stdout
+    cost = run_snakemake(study, "cost", "--cores", "1")
+    assert cost.returncode == 0 and "about 59.6 GPU-hours" in cost.stdout + cost.stderr
+
+
+def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_copy):
+    """Estimates far off, no data at planning: the job's request, made when it is
+    submitted, follows the lists the data stage wrote."""
+    huge = {"train": 10**7, "val": 10**7, "trainaug": 10**7, "aug": 10**7}
+    config = write_config(workflow_copy, "estimates", epochs=[1], estimates={"split_sizes": huge})
+    target = f"{OUT}/runs/voc/e1-s0/history.csv"
+    plan = run_snakemake(workflow_copy, "-n", target, "--configfile", config)
+    planned = runtimes(plan)[f"{OUT}/runs/voc/e1-s0/final.pth"]
+    result = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    actual = runtime_request(train_minutes(40, 30, 1, 1, 20, 1), 1)  # the mini lists: 40 train, 30 val
+    assert planned > 1000 * actual
+    log = (run_dir(workflow_copy, "voc", 1) / "train.log").read_text()
+    assert f"runtime request {actual} min" in log
+
+
+# ---- 3. a retrain retrains; every attempt counts ----------------------------------
+def test_forcerun_of_a_finished_run_trains_afresh(workflow_copy):
+    config = write_config(workflow_copy, "two", epochs=[2])
+    target = f"{OUT}/runs/voc/e2-s0/history.csv"
+    first = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_snakemake(workflow_copy, target, "--cores", "2", "--forcerun", "train_upernet", "--configfile", config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out, work = run_dir(workflow_copy, "voc", 2), f"{OUT}/work/voc/e2-s0"
+    log = (out / "train.log").read_text()
+    assert "this run finished before" in log and f"set {work} aside as {work}.old-1" in log
+    assert "training starts at epoch 0" in log and "resuming from" not in log
+    assert (workflow_copy / f"{work}.old-1" / "epoch_2.pth").exists()
+    assert [a["start"] for a in read_attempts(out / "attempts.tsv")] == ["epoch 0"]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
+
+
+def test_the_summary_counts_every_attempt(tmp_path):
+    from summarize_runs import train_seconds
+
+    attempts = tmp_path / "attempts.tsv"
+    attempts.write_text(
+        "attempt\tstarted\tseconds\tstatus\twhere\tstart\n"
+        "1\t2026-01-01 00:00:00\t300.0\tterminated\tSLURM job 7 on n1\tepoch 0\n"
+        "2\t2026-01-01 01:00:00\t60.5\tfinished\tSLURM job 9 on n2\tresumes epoch_3.pth\n"
+    )
+    assert train_seconds(attempts) == pytest.approx(360.5)
+
+
+# ---- 4. one trainer per run -----------------------------------------------------------
+def test_a_second_trainer_is_refused_and_killing_snakemake_stops_the_first(workflow_copy):
+    config = write_config(workflow_copy, "long", epochs=[100])
+    target = f"{OUT}/runs/voc/e100-s0/history.csv"
+    lock = lock_path(workflow_copy / f"{OUT}/work/voc/e100-s0")
+    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", config]
+    first = subprocess.Popen(command, cwd=workflow_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not lock.exists():
+            assert first.poll() is None and time.time() < deadline, "the first trainer never took the lock"
+            time.sleep(0.2)
+        trainer = json.loads(lock.read_text())["pid"]
+        # a user lifts Snakemake's own lock and asks again
+        assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
+        second = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
+        assert second.returncode != 0
+        log = (run_dir(workflow_copy, "voc", 100) / "train.log").read_text()
+        assert f"is already being trained by pid {trainer} on {socket.gethostname()}" in log, log[-2000:]
+        assert json.loads(lock.read_text())["pid"] == trainer  # still the first one's
+
+        first.send_signal(signal.SIGKILL)  # the login node's snakemake dies, nothing cleans up
+        first.wait()
+        deadline = time.time() + 60
+        while Path(f"/proc/{trainer}").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not Path(f"/proc/{trainer}").exists(), "the trainer outlived its snakemake"
+        assert not lock.exists()  # it let go of the run on its way out
+    finally:
+        if first.poll() is None:
+            first.kill()
+    attempts = read_attempts(workflow_copy / f"{OUT}/work/voc/e100-s0/attempts.tsv")
+    assert [a["status"] for a in attempts] == ["terminated"]
+
+
+def test_a_lock_of_a_live_process_holds_and_of_a_dead_one_is_taken_over(tmp_path, caplog):
+    work = tmp_path / "work"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = {"host": socket.gethostname(), "pid": sleeper.pid, "slurm_job": None, "since": "then"}
+        lock_path(work).write_text(json.dumps(holder))
+        with pytest.raises(RunLockHeld, match=f"already being trained by pid {sleeper.pid} on"):
+            with run_lock(work):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    caplog.set_level("INFO")
+    with run_lock(work) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert f"process {sleeper.pid} on {socket.gethostname()} has ended" in caplog.text
+    assert not lock_path(work).exists()
+    # an unreadable lock file (cut short) is no holder
+    lock_path(work).write_text("{")
+    with run_lock(work):
+        pass
+
+
+# ---- 5. reruns follow content -------------------------------------------------------
+class Edit:
+    """Change files of the study in place for one dry run, then restore bytes and mtimes."""
+
+    def __init__(self, root: Path, *names: str):
+        self.paths = [root / name for name in names]
+        self.saved = [(p.read_bytes(), p.stat()) for p in self.paths]
+
+    def restore(self):
+        for path, (data, stat) in zip(self.paths, self.saved):
+            path.write_bytes(data)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def dry_run(study) -> dict[str, int]:
+    result = run_snakemake(study, "-n", "--configfile", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result)
+
+
+def test_touching_or_reverting_scripts_reruns_nothing(study):
+    scripts = sorted(p.relative_to(study).as_posix() for p in (study / "scripts").rglob("*.py"))
+    edit = Edit(study, *scripts)
+    try:
+        later = time.time() + 5
+        for path in edit.paths:  # a checkout that rewrote them all, or `touch`
+            path.write_bytes(path.read_bytes())
+            os.utime(path, (later, later))
+        assert dry_run(study) == {}
+        train = study / "scripts/train_upernet.py"  # comments and docstrings are no code
+        train.write_text('"""Another docstring."""\n# a comment\n' + train.read_text().split('"""', 2)[2])
+        assert dry_run(study) == {}
+    finally:
+        edit.restore()
+
+
+def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study):
+    edit = Edit(study, "scripts/common/stats.py", "scripts/common/mmseg_config.py")
+    try:
+        stats = edit.paths[0]
+        stats.write_text(stats.read_text() + "\nEDITED = True\n")
+        assert dry_run(study) == {"compare_per_class": 1, "summarize_runs": 1, "plot_per_class": 1, "all": 1}
+        edit.restore()
+        renderer = edit.paths[1]
+        renderer.write_text(renderer.read_text() + "\nEDITED = True\n")
+        jobs = dry_run(study)
+        assert jobs["render_mmseg_config"] == 4 and jobs["train_upernet"] == 4
+    finally:
+        edit.restore()
+
+
+def test_the_code_hash_covers_imported_modules_and_templates(tmp_path):
+    scripts = tmp_path / "scripts"
+    shutil.copytree(REPO / "scripts", scripts)
+    before = code_digest(scripts / "render_mmseg_config.py")
+    template = next((scripts / "common/templates").iterdir())
+    template.write_text(template.read_text() + "\n# edited\n")
+    assert code_digest(scripts / "render_mmseg_config.py") != before
+    assert code_digest(scripts / "plot_confusion.py") == code_digest(REPO / "scripts/plot_confusion.py")
+
+
+# ---- 6. broken run files are errors ----------------------------------------------------
+@pytest.mark.parametrize(
+    "reader, content, message",
+    [
+        (read_history, "", "the file is empty"),
+        (read_history, "epoch,mIoU,aAcc,mAcc,train_loss,lr\n", "a header but no epochs"),
+        (read_history, "epoch,mIoU\n1,\n2,\n", "no epoch has a validation mIoU"),
+        (read_history, "epoch,mIoU\n1,abc\n", "line 2: mIoU is 'abc', not a number"),
+        (read_metrics, "", "the file is empty"),
+        (read_metrics, '{"mIoU": 5', "not valid JSON (line 1"),
+        (read_metrics, '{"mIoU": 5, "aAcc": 50}', "no mAcc"),
+        (read_metrics, '{"mIoU": NaN, "aAcc": 5, "mAcc": 5}', "mIoU is nan"),
+        (read_attempts, "attempt\tstarted\tseconds\tstatus\twhere\tstart\n", "a header but no attempts"),
+        (read_confusion, "not numpy", "not a NumPy array file"),
+        (read_per_image, "", "not a NumPy .npz file"),
+    ],
+)
+def test_a_broken_run_file_is_an_error_naming_it(tmp_path, reader, content, message):
+    path = tmp_path / "run_file"
+    path.write_text(content)
+    with pytest.raises(RunFileError) as error:
+        reader(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_a_broken_history_stops_the_summary_naming_the_file(study_copy):
+    history = run_dir(study_copy, "voc", 3) / "history.csv"
+    history.write_text(history.read_text().splitlines()[0] + "\n")  # header only
+    result = run_snakemake(study_copy, f"{OUT}/tables/summary.csv", "--cores", "1", "--configfile",
+                           "config/demo.yaml", "--forcerun", "summarize_runs")  # fmt: skip
+    assert result.returncode != 0
+    log = (study_copy / f"logs/summarize_runs/{OUT}.log").read_text()
+    assert f"RunFileError: {OUT}/runs/voc/e3-s0/history.csv: a header but no epochs" in log
+
+
+def test_the_report_of_an_unfinished_sweep_names_the_missing_runs(study_copy):
+    config = write_config(study_copy, "more", epochs=[*DEMO["epochs"], 9])
+    result = run_snakemake(study_copy, "--report", f"{OUT}/report.html", "--configfile", config)
+    assert result.returncode != 0
+    assert "2 run(s) of this config that have not finished: voc e9-s0, vocaug e9-s0" in result.stdout + result.stderr
+    assert not (study_copy / f"{OUT}/report.html").exists()
+    # a finished run whose tables were not redrawn yet
+    (run_dir(study_copy, "voc", 3) / "metrics.json").touch()
+    result = run_snakemake(study_copy, "--report", f"{OUT}/report.html", "--configfile", "config/demo.yaml")
+    assert result.returncode != 0 and "older than the runs they show" in result.stdout + result.stderr
+
+
+# ---- 7. config edges ------------------------------------------------------------------
+def test_home_and_environment_variables_in_paths_are_expanded(workflow_copy, tmp_path):
+    home = tmp_path / "home"
+    (home / "archives").mkdir(parents=True)
+    for archive in (workflow_copy / "resources/demo").iterdir():
+        shutil.copy(archive, home / "archives" / archive.name)
+    data = yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
+    data["voc"]["archive"] = "~/archives/VOCtrainval_mini.tar"
+    data["sbd"]["archive"] = "${ARCHIVES}/benchmark_mini.tgz"
+    config = write_config(workflow_copy, "home", data=data, results="$STUDY_OUT/demo")
+    env = {**os.environ, "HOME": str(home), "ARCHIVES": str(home / "archives"), "STUDY_OUT": "elsewhere"}
+    command = [sys.executable, "-m", "snakemake", "-n", "--configfile", config]
+    result = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{home}/archives/VOCtrainval_mini.tar" in result.stdout
+    assert "elsewhere/demo/runs/voc/e3-s0/final.pth" in result.stdout
+    del env["STUDY_OUT"]
+    result = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "config key results: '$STUDY_OUT/demo' uses environment variable(s) STUDY_OUT, which are not set" in result.stdout + result.stderr
+
+
+def test_a_key_given_twice_is_an_error_naming_file_and_line(workflow_copy):
+    config = workflow_copy / "config/twice.yaml"
+    config.write_text((REPO / "config/demo.yaml").read_text() + "epochs: [1]\n")
+    result = run_snakemake(workflow_copy, "-n", "--configfile", "config/twice.yaml")
+    assert result.returncode != 0
+    first = next(i for i, line in enumerate(config.read_text().splitlines(), 1) if line.startswith("epochs:"))
+    last = len(config.read_text().splitlines())
+    assert f"/config/twice.yaml, line {last}: key 'epochs' is given twice (first on line {first})" in result.stdout + result.stderr
+
+
+def test_a_yaml_error_names_file_and_line(workflow_copy):
+    main = workflow_copy / "config/config.yaml"
+    lines = main.read_text().splitlines()
+    lines.insert(5, "  voc: [unclosed")
+    main.write_text("\n".join(lines) + "\n")
+    result = run_snakemake(workflow_copy, "-n")
+    assert result.returncode != 0
+    assert re.search(r"config file \S+/config/config\.yaml, line \d+, column \d+: not valid YAML", result.stdout + result.stderr)
+    # Snakemake reads --configfile files before the Snakefile runs: the checker names them
+    bad = workflow_copy / "config/bad.yaml"
+    bad.write_text("epochs: [1\nseeds: [0]\n")
+    checked = subprocess.run([sys.executable, str(REPO / "tools/check_config.py"), str(bad)], capture_output=True, text=True)
+    assert checked.returncode == 1 and f"config file {bad}, line 2, column 6: not valid YAML" in checked.stderr
+    with pytest.raises(ConfigFileError, match="line 2"):
+        load_config_file(bad)
+
+
+def test_delete_all_output_keeps_the_trained_models(study):
+    """As a cluster user (not root, for whom every file is writable)."""
+    root = Path(tempfile.mkdtemp(prefix="unprivileged-"))
+    try:
+        root.chmod(0o755)
+        copy = root / "study"
+        shutil.copytree(study, copy, symlinks=True)
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(copy)], check=True)
+        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                   sys.executable, "-m", "snakemake", "--delete-all-output", "--configfile", "config/demo.yaml"]  # fmt: skip
+        result = subprocess.run(command, cwd=copy, capture_output=True, text=True, env={**os.environ, "HOME": str(copy)})
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        for variant, epochs in [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]:
+            out = run_dir(copy, variant, epochs)
+            assert (out / "final.pth").exists() and not (out / "metrics.json").exists()
+            assert f"Skipping write-protected file {OUT}/runs/{variant}/e{epochs}-s0/final.pth" in output
+        assert not (copy / f"{OUT}/tables/summary.csv").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
