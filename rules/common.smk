@@ -134,7 +134,9 @@ SBD = f"{DATA}/VOCdevkit/VOCaug/dataset"
 SPLITS = f"{VOC}/ImageSets/Segmentation"
 OUT = config["results"]  # this study's runs, tables, figures
 RUN = f"{OUT}/runs/{{variant}}/e{{epochs}}-s{{seed}}"  # a run's outputs and its jobs' logs
-WORK = f"{OUT}/work/{{variant}}/e{{epochs}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
+WORK = (
+    f"{OUT}/work/{{variant}}/e{{epochs}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
+)
 SNAPSHOT = f"{OUT}/snapshot"
 
 
@@ -442,8 +444,8 @@ def reporting():
 
 
 def check_report_complete():
-    """`snakemake --report` of the full view refuses tables that lack runs of the
-    config or are older than them (Snakemake itself reports whatever files exist)."""
+    """`snakemake --report` of the full view refuses while runs of the config have
+    not finished (Snakemake itself would report whatever older tables exist)."""
     missing = [
         r
         for r in RUNS
@@ -456,16 +458,9 @@ def check_report_complete():
             f"have not finished: {names}. Run the workflow first, or report the finished runs "
             f"only: `snakemake snapshot` then `snakemake --report <file> snapshot`."
         )
-    tables = [f for f in report_outputs(OUT) if os.path.exists(f)]
-    newest_run = max(
-        (os.path.getmtime(f"{RUN.format(**r)}/{n}") for r in RUNS for n in REPORT_RUN_FILES),
-        default=0,
-    )
-    outdated = [f for f in report_outputs(OUT) if not os.path.exists(f)] or [
-        f for f in tables if os.path.getmtime(f) < newest_run
-    ]
-    if outdated:
+    undrawn = [f for f in report_outputs(OUT) if not os.path.exists(f)]
+    if undrawn:
         raise WorkflowError(
-            f"the report's tables and figures are missing or older than the runs they show "
-            f"({', '.join(outdated[:3])}{', ...' if len(outdated) > 3 else ''}): run the workflow first."
+            f"every run has finished, but the tables and figures have not been drawn "
+            f"({', '.join(undrawn[:3])}{', ...' if len(undrawn) > 3 else ''}): run the workflow first."
         )

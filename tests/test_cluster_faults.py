@@ -267,10 +267,10 @@ def test_the_report_of_an_unfinished_sweep_names_the_missing_runs(study_copy):
     assert result.returncode != 0
     assert "2 run(s) of this config that have not finished: voc e9-s0, vocaug e9-s0" in result.stdout + result.stderr
     assert not (study_copy / f"{OUT}/report.html").exists()
-    # a finished run whose tables were not redrawn yet
-    (run_dir(study_copy, "voc", 3) / "metrics.json").touch()
+    # every run finished, the figures not drawn yet
+    (study_copy / f"{OUT}/figures/qualitative.png").unlink()
     result = run_snakemake(study_copy, "--report", f"{OUT}/report.html", "--configfile", "config/demo.yaml")
-    assert result.returncode != 0 and "older than the runs they show" in result.stdout + result.stderr
+    assert result.returncode != 0 and f"not been drawn ({OUT}/figures/qualitative.png)" in result.stdout + result.stderr
 
 
 # ---- 7. config edges ------------------------------------------------------------------
