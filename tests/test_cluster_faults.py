@@ -263,6 +263,7 @@ def test_a_broken_history_stops_the_summary_naming_the_file(study_copy):
 
 def test_the_report_of_an_unfinished_sweep_names_the_missing_runs(study_copy):
     config = write_config(study_copy, "more", epochs=[*DEMO["epochs"], 9])
+    (study_copy / f"{OUT}/report.html").unlink(missing_ok=True)  # another test may have written one
     result = run_snakemake(study_copy, "--report", f"{OUT}/report.html", "--configfile", config)
     assert result.returncode != 0
     assert "2 run(s) of this config that have not finished: voc e9-s0, vocaug e9-s0" in result.stdout + result.stderr
