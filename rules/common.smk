@@ -28,7 +28,7 @@ from common.mmseg_config import (
     check_pretrained_depth,
     pretrained_file,
 )
-from common.voc import OFFICIAL_COUNTS
+from common.voc import OFFICIAL_COUNTS, read_id_list
 
 
 # ==== 1. the config ===============================================================
@@ -306,11 +306,6 @@ def planned_split_size(split):
     return config["estimates"]["split_sizes"].get(split, 0)
 
 
-def count_lines(path):
-    with open(path) as handle:
-        return sum(1 for line in handle if line.strip())
-
-
 def run_minutes(variant, epochs, split_size=planned_split_size):
     """Estimated wall time of one run on its GPUs."""
     settings = VARIANT_SETTINGS[variant]
@@ -331,7 +326,7 @@ def get_train_runtime(wildcards, input, attempt):
     def split_size(split):
         path = f"{SPLITS}/{split}.txt"
         if path in input.data and os.path.exists(path):
-            return count_lines(path)
+            return len(read_id_list(path))
         return planned_split_size(split)
 
     minutes = run_minutes(wildcards.variant, int(wildcards.epochs), split_size)

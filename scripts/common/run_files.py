@@ -68,8 +68,9 @@ def read_metrics(path: Path) -> dict:
 
 def read_history(path: Path) -> list[dict]:
     """history.csv of a training run: one row per epoch, at least one validated."""
-    rows = list(csv.DictReader(_text(path).splitlines()))
-    header = list(rows[0].keys()) if rows else next(csv.reader(_text(path).splitlines()))
+    lines = _text(path).splitlines()
+    rows = list(csv.DictReader(lines))
+    header = next(csv.reader(lines))
     missing = [c for c in ("epoch", "mIoU") if c not in header]
     if missing:
         raise RunFileError(f"{path}: no column {', '.join(missing)} in the header {header}")

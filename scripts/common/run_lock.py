@@ -6,7 +6,7 @@ holder.  A lock whose holder is gone (its SLURM job no longer pending or
 running; outside SLURM, its process dead on this host) is taken over, and the
 log says so.  The check and the take-over happen under ``flock`` on
 ``<work_dir>.lock.guard``, so two newcomers cannot both take over.
-Standard library only.
+Standard library only (and common.jobs).
 """
 
 import fcntl
@@ -18,6 +18,8 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from common.jobs import write_text
 
 log = logging.getLogger("upernet")
 
@@ -117,9 +119,7 @@ def run_lock(work_dir: Path):
                         f"Wait for it, or cancel it; if you know it is gone, remove {path}."
                     )
                 log.warning("taking over the lock %s of %s: %s", path, describe(holder), gone)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(me) + "\n")
-            os.replace(tmp, path)
+            write_text(path, json.dumps(me) + "\n")
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
     log.info("holding %s (%s)", path, describe(me))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from common.jobs import atomic_path
 from common.run_files import ATTEMPT_COLUMNS, read_attempts
 
 log = logging.getLogger("upernet")
@@ -61,12 +62,10 @@ def prepare_work_dir(work_dir: Path, config_sha256: str) -> str | None:
 
 
 def _write_attempts(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, ATTEMPT_COLUMNS, delimiter="\t")
         writer.writeheader()
         writer.writerows({k: row[k] for k in ATTEMPT_COLUMNS} for row in rows)
-    os.replace(tmp, path)
 
 
 class AttemptClock:
