@@ -24,14 +24,16 @@ except ConfigFileError as error:
 configfile: "config/config.yaml"
 
 
-report: "report/workflow.rst"
-
-
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/predict.smk"
+
+
+# Findings from the tables first, then report/workflow.rst (see rule findings).
+report: report_description()
 
 
 if reporting() and "snapshot" not in sys.argv:

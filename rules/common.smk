@@ -59,6 +59,9 @@ _whole_numbers("seeds")
 validate(config, "../config/schemas/config.schema.yaml")
 
 
+DATA_SOURCES = ("voc", "sbd", "coco_images", "coco_annotations")
+
+
 def _expand_paths():
     """`~` and $VARIABLES in every path key (an unset variable is an error)."""
 
@@ -71,9 +74,10 @@ def _expand_paths():
                 raise WorkflowError(str(error))
 
     expand(config, "results", "results")
-    for name in ("voc", "sbd"):
+    for name in DATA_SOURCES:
         expand(config["data"][name], "archive", f"data.{name}.archive")
     expand(config["training"], "pretrained", "training.pretrained")
+    expand(config["predict"], "images", "predict.images")
     for name, variant in config["variants"].items():
         expand(variant, "pretrained", f"variants.{name}.pretrained")
 
@@ -93,7 +97,7 @@ def check_config():
         raise WorkflowError(
             f"estimates.gpu_model: {estimates['gpu_model']!r} is not in estimates.images_per_second"
         )
-    for name in ("voc", "sbd"):
+    for name in DATA_SOURCES:
         archive = config["data"][name]["archive"]
         if archive is not None and not os.path.isfile(archive):
             raise WorkflowError(
@@ -138,6 +142,17 @@ WORK = (
     f"{OUT}/work/{{variant}}/e{{epochs}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
 )
 SNAPSHOT = f"{OUT}/snapshot"
+# sets from outside VOC, in VOC's layout (evaluation.ood)
+COCO_KEY = f"images-{_source_key('coco_images')}_annotations-{_source_key('coco_annotations')}"
+COCO_VOC = f"resources/coco_voc/{COCO_KEY}"
+COCO_EXPECTED_IMAGES = None  # kept images of the official val2017 (to be measured)
+OOD_SETS = {
+    "coco": {
+        "images": f"{COCO_VOC}/JPEGImages",
+        "labels": f"{COCO_VOC}/SegmentationClass",
+        "list": f"{COCO_VOC}/val.txt",
+    }
+}
 
 
 wildcard_constraints:
@@ -145,6 +160,7 @@ wildcard_constraints:
     variant="|".join(re.escape(v) for v in config["variants"]),
     epochs=r"\d+",
     seed=r"\d+",
+    ood="|".join(OOD_SETS),
     view=f"{re.escape(OUT)}|{re.escape(SNAPSHOT)}",
 
 
@@ -158,7 +174,7 @@ def _official_md5s():
     """The md5s of the official archives: the schema's defaults."""
     with open(workflow.source_path("../config/schemas/config.schema.yaml")) as handle:
         sources = yaml.safe_load(handle)["properties"]["data"]["properties"]
-    return {name: sources[name]["properties"]["md5"]["default"] for name in ("voc", "sbd")}
+    return {name: sources[name]["properties"]["md5"]["default"] for name in DATA_SOURCES}
 
 
 OFFICIAL_MD5 = _official_md5s()
@@ -271,6 +287,33 @@ def get_train_data(wildcards):
     return sorted(set(inputs))
 
 
+# The training-image sample of each set of training lists (evaluation.train_sample):
+# variants that train on the same lists share it.
+def _sample_name(train_sets):
+    sets = "+".join(f"{s['split']}-{s['labels']}" for s in train_sets)
+    return f"{sets}_n{config['evaluation']['train_sample']}_s{config['evaluation']['sample_seed']}"
+
+
+SAMPLES = {_sample_name(v["train_sets"]): v["train_sets"] for v in VARIANT_SETTINGS.values()}
+
+
+def get_train_sample(wildcards):
+    """The sample folder of run {variant}'s training images."""
+    return f"{DATA}/train_samples/{_sample_name(VARIANT_SETTINGS[wildcards.variant]['train_sets'])}"
+
+
+def get_sample_train_sets(wildcards):
+    return SAMPLES[wildcards.sample]
+
+
+def get_sample_lists(wildcards):
+    return [f"{SPLITS}/{s['split']}.txt" for s in SAMPLES[wildcards.sample]]
+
+
+def get_sample_label_dirs(wildcards):
+    return [f"{VOC}/{s['labels']}" for s in SAMPLES[wildcards.sample]]
+
+
 def get_pretrained_url(wildcards):
     for name, url in PRETRAINED_URLS.items():
         if url.rsplit("/", 1)[1] == wildcards.weights:
@@ -278,8 +321,17 @@ def get_pretrained_url(wildcards):
     raise WorkflowError(f"no known weights are called {wildcards.weights}")
 
 
+def extra_evaluations():
+    """The per-run files of the evaluations beyond VOC val that the config asks for."""
+    names = []
+    if config["evaluation"]["train_sample"]:
+        names.append("train_sample/confusion_per_image.npz")
+    names += [f"ood/{name}/confusion_per_image.npz" for name in config["evaluation"]["ood"]]
+    return names
+
+
 def run_outputs():
-    names = ["metrics.json", "history.csv", "confusion.npy"]
+    names = ["metrics.json", "history.csv", "confusion.npy", *extra_evaluations()]
     if config["evaluation"]["tta"]:
         names.append("metrics_tta.json")
     return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
@@ -347,6 +399,7 @@ def cost_summary():
         seeds=len(config["seeds"]),
         images_per_second=IMAGES_PER_SECOND,
         gpu_model=config["estimates"]["gpu_model"],
+        evaluations_per_run=1 + len(extra_evaluations()) + int(config["evaluation"]["tta"]),
     )
 
 
@@ -363,7 +416,13 @@ REPORT_RUN_FILES = [
 ]
 if config["evaluation"]["tta"]:
     REPORT_RUN_FILES.append("metrics_tta.json")
-TABLES = ["summary.csv", "summary.md", "per_class_iou.csv", "per_class_iou.md"]
+REPORT_RUN_FILES += extra_evaluations()
+OOD = config["evaluation"]["ood"]
+TABLES = [
+    f"{name}.{ext}"
+    for name in ("summary", "per_class_iou", "generalization")
+    for ext in ("csv", "md")
+]
 FIGURES = [
     "per_class_iou",
     "per_class_change",
@@ -371,13 +430,22 @@ FIGURES = [
     "miou_vs_epochs",
     "qualitative",
     "confusion_hard_classes",
+    "generalization_gap",
+    "annotation_agreement",
 ]
+# lists of every training set of the config (the class-frequency columns)
+TRAIN_LISTS = sorted(
+    {f"{SPLITS}/{s['split']}.txt" for v in config["variants"].values() for s in v["train_sets"]}
+)
 
 
 def report_outputs(view):
-    return [f"{view}/tables/{t}" for t in TABLES] + [
-        f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")
-    ]
+    return (
+        [f"{view}/tables/{t}" for t in TABLES]
+        + [f"{OUT}/tables/annotations.{e}" for e in ("csv", "md")]
+        + [f"{view}/report/workflow.rst"]
+        + [f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    )
 
 
 def view_runs(view):
@@ -419,6 +487,13 @@ def get_view_files(name, runs=view_runs):
     return files
 
 
+def get_train_sample_files(wildcards):
+    """The view's runs evaluated on their training-image sample, when evaluation.train_sample is on."""
+    if not config["evaluation"]["train_sample"]:
+        return []
+    return get_view_files("train_sample/confusion_per_image.npz")(wildcards)
+
+
 def get_tta_metrics(wildcards):
     """metrics_tta.json of the view's runs when TTA is on (a column of the summary)."""
     return get_view_files("metrics_tta.json")(wildcards) if config["evaluation"]["tta"] else []
@@ -431,6 +506,14 @@ def get_runs_param(select):
         return _canonical(select(wildcards.view))
 
     return runs
+
+
+def report_description():
+    """The report's text: the view's Findings + report/workflow.rst once rule findings
+    has written it, else report/workflow.rst alone."""
+    view = SNAPSHOT if "snapshot" in sys.argv else OUT
+    rendered = f"{view}/report/workflow.rst"
+    return os.path.abspath(rendered) if os.path.exists(rendered) else "report/workflow.rst"
 
 
 def reporting():

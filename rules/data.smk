@@ -126,3 +126,37 @@ rule convert_sbd:
         code=code("convert_sbd.py"),
     script:
         "../scripts/convert_sbd.py"
+
+
+# COCO 2017 val with VOC's 20 classes, in VOC's layout (evaluation.ood: [coco]):
+# converted as torchvision's segmentation references do.
+rule convert_coco:
+    input:
+        images=archive_path("coco_images"),
+        annotations=archive_path("coco_annotations"),
+    output:
+        images=directory(OOD_SETS["coco"]["images"]),
+        labels=directory(OOD_SETS["coco"]["labels"]),
+        list=OOD_SETS["coco"]["list"],
+    log:
+        f"logs/convert_coco/{COCO_KEY}.log",
+    benchmark:
+        f"logs/benchmarks/convert_coco/{COCO_KEY}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        # its md5 check is extract_archive.py's, imported from it
+        code=[code("convert_coco.py"), code("extract_archive.py")],
+        md5_images=config["data"]["coco_images"]["md5"],
+        md5_annotations=config["data"]["coco_annotations"]["md5"],
+        md5_keys=["data.coco_images.md5", "data.coco_annotations.md5"],
+        expected_images=(
+            COCO_EXPECTED_IMAGES
+            if is_official("coco_images") and is_official("coco_annotations")
+            else None
+        ),
+    script:
+        "../scripts/convert_coco.py"

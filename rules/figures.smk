@@ -159,6 +159,134 @@ rule plot_confusion:
         "../scripts/plot_confusion.py"
 
 
+rule generalization:
+    input:
+        **{f"ood_{name}": get_view_files(f"ood/{name}/confusion_per_image.npz") for name in OOD},
+        val=get_view_files("confusion_per_image.npz"),
+        train=get_train_sample_files,
+    output:
+        csv=report(
+            "{view}/tables/generalization.csv",
+            caption="../report/generalization_table.rst",
+            category="Tables",
+        ),
+        md="{view}/tables/generalization.md",
+    log:
+        "logs/generalization/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("generalization.py"),
+        runs=get_runs_param(view_runs),
+        ood=OOD,
+        bootstrap=config["report"]["bootstrap"],
+    script:
+        "../scripts/generalization.py"
+
+
+rule plot_generalization:
+    input:
+        table=rules.generalization.output.csv,
+    output:
+        png=report(
+            "{view}/figures/generalization_gap.png",
+            caption="../report/generalization_gap.rst",
+            category="Generalization",
+        ),
+        pdf="{view}/figures/generalization_gap.pdf",
+    log:
+        "logs/plot_generalization/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("plot_generalization.py"),
+        variants=list(config["variants"]),
+        confidence=config["report"]["bootstrap"]["confidence"],
+    script:
+        "../scripts/plot_generalization.py"
+
+
+# Why classes move (data-centric, no model): SBD's labels against VOC's on the
+# images both annotate, and each variant's class frequency.  One table per study
+# (it reads the data, not the runs); the figure sets it beside the IoU change.
+rule compare_annotations:
+    input:
+        voc_labels=rules.extract_voc.output.labels,
+        sbd_cls=rules.extract_sbd.output.cls,
+        voc_train=rules.extract_voc.output.train,
+        voc_val=rules.extract_voc.output.val,
+        sbd_train=rules.extract_sbd.output.train,
+        sbd_val=rules.extract_sbd.output.val,
+        aug_labels=rules.convert_sbd.output.labels,
+        lists=TRAIN_LISTS,
+    output:
+        csv=report(
+            f"{OUT}/tables/annotations.csv",
+            caption="../report/annotations_table.rst",
+            category="Tables",
+        ),
+        md=f"{OUT}/tables/annotations.md",
+    log:
+        f"logs/compare_annotations/{DATA_KEY}.log",
+    benchmark:
+        f"logs/benchmarks/compare_annotations/{DATA_KEY}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        # convert_sbd.py's readers are imported from it, not from common/
+        code=[code("compare_annotations.py"), code("convert_sbd.py")],
+        variants={name: variant["train_sets"] for name, variant in config["variants"].items()},
+    script:
+        "../scripts/compare_annotations.py"
+
+
+rule plot_annotations:
+    input:
+        table=rules.compare_annotations.output.csv,
+        per_class=rules.compare_per_class.output.csv,
+    output:
+        png=report(
+            "{view}/figures/annotation_agreement.png",
+            caption="../report/annotation_agreement.rst",
+            category="Per-class IoU",
+        ),
+        pdf="{view}/figures/annotation_agreement.pdf",
+    log:
+        "logs/plot_annotations/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("plot_annotations.py"),
+        compare=config["report"]["compare"],
+    script:
+        "../scripts/plot_annotations.py"
+
+
+# The report opens with what the tables say (report/workflow.rst follows).
+rule findings:
+    input:
+        per_class=rules.compare_per_class.output.csv,
+        generalization=rules.generalization.output.csv,
+        annotations=rules.compare_annotations.output.csv,
+        description="report/workflow.rst",
+    output:
+        "{view}/report/workflow.rst",
+    log:
+        "logs/findings/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("findings.py"),
+        compare=config["report"]["compare"],
+        confidence=config["report"]["bootstrap"]["confidence"],
+    script:
+        "../scripts/findings.py"
+
+
 # Figures and tables of the runs finished so far, without training the others.
 rule snapshot:
     input:

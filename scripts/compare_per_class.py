@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from common.jobs import start_log, write_csv, write_text
-from common.stats import align, improvement_sentence, paired_bootstrap
+from common.stats import align, decimals_for, improvement_sentence, paired_bootstrap
 from common.run_files import read_per_image
 from common.voc import CLASSES
 
@@ -33,9 +33,19 @@ def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
     results = {}
     for epochs, runs_of in sorted(by_epochs.items()):
         result = paired_bootstrap(
-            runs_of[baseline], runs_of[other], bootstrap["resamples"], bootstrap["seed"], bootstrap["confidence"]
+            runs_of[baseline],
+            runs_of[other],
+            resamples=bootstrap["resamples"],
+            seed=bootstrap["seed"],
+            confidence=bootstrap["confidence"],
+            max_resamples=bootstrap["max_resamples"],
+            mc_error=bootstrap["mc_error"] / 100,
         )
-        results[epochs] = {key: value * 100 for key, value in result.items()}
+        results[epochs] = {
+            key: value if key in ("resamples", "left_out") else value * 100 for key, value in result.items()
+        }
+        results[epochs]["seeds"] = (len(runs_of[baseline]), len(runs_of[other]))
+        results[epochs]["images"] = len(reference_ids)
     return results
 
 
@@ -44,6 +54,7 @@ def table_columns(compare, epochs) -> list[str]:
     columns = ["class"]
     for e in epochs:
         columns += [f"{baseline} e{e}", f"{other} e{e}", f"change e{e}", f"change e{e} low", f"change e{e} high"]
+        columns += [f"change e{e} mc error"]
     return columns
 
 
@@ -54,11 +65,11 @@ def table_rows(results: dict[int, dict], compare) -> list[dict]:
         row = {"class": name}
         for e, result in results.items():
             if name == "mIoU":
-                values = {k: np.nanmean(result[k]) for k in ("baseline", "other")}
-                values["change"] = values["other"] - values["baseline"]
-                values["change_low"] = values["change_high"] = None
+                values = {k: result[f"miou_{k}"] for k in ("baseline", "other", "change", "change_low", "change_high")}
+                values["mc_error"] = max(result["miou_change_low_error"], result["miou_change_high_error"])
             else:
                 values = {k: result[k][index] for k in ("baseline", "other", "change", "change_low", "change_high")}
+                values["mc_error"] = max(result["change_low_error"][index], result["change_high_error"][index])
             row.update(
                 {
                     f"{baseline} e{e}": values["baseline"],
@@ -66,20 +77,75 @@ def table_rows(results: dict[int, dict], compare) -> list[dict]:
                     f"change e{e}": values["change"],
                     f"change e{e} low": values["change_low"],
                     f"change e{e} high": values["change_high"],
+                    f"change e{e} mc error": values["mc_error"],
                 }
             )
         rows.append(row)
     return rows
 
 
-def _number(value, signed=False) -> str:
+def _number(value, decimals: int, signed=False) -> str:
     if value is None or np.isnan(value):
         return ""
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    value = round(float(value), decimals) + 0.0  # no "-0"
+    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+ERROR_KEYS = ("change_low_error", "change_high_error", "miou_change_low_error", "miou_change_high_error")
+
+
+def table_precision(results: dict[int, dict]) -> tuple[float, int]:
+    """The largest Monte Carlo error of a printed bound, and the decimals it allows."""
+    errors = [
+        float(np.nanmax(np.concatenate([r[k].ravel() for k in ERROR_KEYS])))
+        for r in results.values()
+        if np.isfinite(r["change_low_error"]).any() or np.isfinite(r["change_high_error"]).any()
+    ]
+    error = max(errors, default=0.0)
+    return error, decimals_for(error)
+
+
+def footnote(results: dict[int, dict], compare, confidence: float) -> str:
+    """How the intervals were made and how far their digits can be trusted."""
+    baseline, other = compare
+    error, decimals = table_precision(results)
+    first = next(iter(results.values()), None)
+    if first is None:
+        return "No epoch count has runs of both compared variants yet.\n"
+    resamples = sorted({int(r["resamples"]) for r in results.values()})
+    seeds = sorted({r["seeds"] for r in results.values()})
+    text = (
+        f"† the {confidence:.0%} interval of the change includes 0. Intervals: percentile bootstrap "
+        f"over the {first['images']} val images, the same images drawn for both variants"
+    )
+    if any(max(s) > 1 for s in seeds):
+        text += (
+            "; with several seeds, the value is the mean over seeds and each resample also draws "
+            "each variant's seeds with replacement, so the interval covers seed and image variation"
+        )
+    text += (
+        f". {'/'.join(f'{r:,}' for r in resamples)} resamples: the Monte Carlo standard error of "
+        f"every printed bound is at most {error:.2g} points, so values are printed with {decimals} "
+        f"decimal{'s' if decimals != 1 else ''}. "
+    )
+    left_out = {
+        CLASSES[i]: float(np.max([r["left_out"][i] for r in results.values()])) for i in range(len(CLASSES))
+    }
+    absent = {name: share for name, share in left_out.items() if share > 0}
+    if absent:
+        worst = max(absent, key=absent.get)
+        text += (
+            f"A resample without a class's ground-truth pixels is left out for that class "
+            f"({len(absent)} classes; at most {absent[worst]:.1%} of resamples, {worst})."
+        )
+    else:
+        text += "Every resample had ground truth of every class (none left out)."
+    return text + "\n"
 
 
 def markdown(results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float) -> str:
     baseline, other = compare
+    _, decimals = table_precision(results)
     header = ["class"]
     for e in results:
         header += [f"{baseline} e{e}", f"{other} e{e}", f"change e{e} [{confidence:.0%} CI]"]
@@ -88,15 +154,16 @@ def markdown(results: dict[int, dict], rows: list[dict], compare, threshold: flo
         cells = [row["class"]]
         for e in results:
             low, high = row[f"change e{e} low"], row[f"change e{e} high"]
-            change = _number(row[f"change e{e}"], signed=True)
+            change = _number(row[f"change e{e}"], decimals, signed=True)
             if low is not None and not np.isnan(low):
-                change += f" [{low:+.2f}, {high:+.2f}]" + (" †" if low <= 0 <= high else "")
-            cells += [_number(row[f"{baseline} e{e}"]), _number(row[f"{other} e{e}"]), change]
+                bounds = f"{_number(low, decimals, True)}, {_number(high, decimals, True)}"
+                change += f" [{bounds}]" + (" †" if low <= 0 <= high else "")
+            cells += [_number(row[f"{baseline} e{e}"], decimals), _number(row[f"{other} e{e}"], decimals), change]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n\n"
     for e, result in results.items():
         text += f"- {e} epochs ({other} vs {baseline}): {improvement_sentence(result['change'], threshold)}.\n"
-    text += f"\n† the {confidence:.0%} interval of the change includes 0 (paired bootstrap over val images).\n"
+    text += "\n" + footnote(results, compare, confidence)
     return text
 
 

@@ -20,12 +20,20 @@ log = logging.getLogger("upernet")
 
 
 def evaluate(
-    config_path: Path, checkpoint: Path, tta: bool = False, scratch: Path | None = None, predictions: Path | None = None
+    config_path: Path,
+    checkpoint: Path,
+    tta: bool = False,
+    scratch: Path | None = None,
+    predictions: Path | None = None,
+    dataset: dict | None = None,
 ):
     """Return (metrics document, total confusion, per-image confusion, image ids).
 
     With ``predictions``, MMSeg's IoUMetric also writes each val prediction there
-    as a PNG of class indices (``<id>.png``).
+    as a PNG of class indices (``<id>.png``).  ``dataset`` ({"images", "labels",
+    "list"}: folders of JPEGs and single-channel PNG labels in VOC's layout, and the
+    id list) replaces VOC val, with the same test pipeline: a run's own training
+    images, or a set from outside VOC.
     """
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -42,6 +50,13 @@ def evaluate(
         cfg.resume = False
         cfg.launcher = "none"
         cfg.test_evaluator = dict(type="StudyIoUMetric", iou_metrics=["mIoU"])
+        if dataset is not None:
+            test_set = cfg.test_dataloader.dataset
+            test_set.data_root = ""
+            test_set.data_prefix = dict(
+                img_path=os.path.abspath(dataset["images"]), seg_map_path=os.path.abspath(dataset["labels"])
+            )
+            test_set.ann_file = os.path.abspath(dataset["list"])
         if predictions is not None:
             cfg.test_evaluator["output_dir"] = str(predictions)
         if tta:
@@ -66,6 +81,7 @@ def evaluate(
                 "checkpoint": str(checkpoint),
                 "checkpoint_sha256": sha256sum(checkpoint),
                 "tta": tta,
+                "images": dataset or "VOC 2012 val",
             },
         )
         per_image = metric.per_image_confusion.astype(np.uint32)
@@ -95,15 +111,29 @@ def main(snakemake) -> None:
     torch.set_num_threads(cpu_threads(snakemake.threads))
     out = snakemake.output
     scratch = Path(snakemake.input.checkpoint).parent
-    predictions = Path(out.predictions)
-    staging = predictions.with_name(f".{predictions.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    dataset = snakemake.params.get("dataset")
+    if dataset and "sample" in snakemake.input.keys():  # a folder in VOC's layout
+        root = Path(snakemake.input.sample)
+        dataset = {"images": root / "JPEGImages", "labels": root / "SegmentationClass", "list": root / "list.txt"}
+    elif dataset:
+        dataset = {key: str(snakemake.input[key]) for key in ("images", "labels", "list")}
+    dataset = {key: str(value) for key, value in dataset.items()} if dataset else None
+    predictions = Path(out.predictions) if "predictions" in out.keys() else None
+    staging = predictions.with_name(f".{predictions.name}.tmp") if predictions else None
+    if staging:
+        shutil.rmtree(staging, ignore_errors=True)
     results = evaluate(
-        Path(snakemake.input.config), Path(snakemake.input.checkpoint), snakemake.params.tta, scratch, staging
+        Path(snakemake.input.config),
+        Path(snakemake.input.checkpoint),
+        snakemake.params.tta,
+        scratch,
+        staging,
+        dataset,
     )
     write_outputs(*results, out.metrics, out.confusion, out.per_image)
-    shutil.rmtree(predictions, ignore_errors=True)
-    os.replace(staging, predictions)
+    if predictions:
+        shutil.rmtree(predictions, ignore_errors=True)
+        os.replace(staging, predictions)
     log.info("mIoU %.2f, aAcc %.2f, mAcc %.2f", results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from common.history import read_miou_curve
 from common.jobs import start_log
 from common.run_files import read_metrics
-from common.plots import LINESTYLES, plt, run_label, save, variant_colours
+from common.plots import LINESTYLES, plt, save, variant_colours
 
 
 def read_curve(path: Path):
@@ -17,15 +17,34 @@ def read_curve(path: Path):
     return [e for e, m in zip(epochs, miou) if m is not None], [m for m in miou if m is not None]
 
 
+def seed_curves(runs, histories) -> dict[tuple[str, int], tuple[list[int], np.ndarray]]:
+    """{(variant, epochs): (epochs validated by every seed, (seeds, epochs) mIoU)}."""
+    curves: dict[tuple[str, int], list[dict[int, float]]] = {}
+    for run, path in zip(runs, histories):
+        epochs, miou = read_curve(Path(path))
+        curves.setdefault((run["variant"], run["epochs"]), []).append(dict(zip(epochs, miou)))
+    result = {}
+    for key, seeds in curves.items():
+        common = sorted(set.intersection(*(set(c) for c in seeds)))
+        result[key] = (common, np.array([[c[e] for e in common] for c in seeds]).reshape(len(seeds), len(common)))
+    return result
+
+
 def plot_curves(runs, histories):
+    """One line per variant and epoch count: the mean over seeds, with the band from the
+    lowest to the highest seed when there are several."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     epoch_counts = sorted({r["epochs"] for r in runs})
     colours = variant_colours(variants)
     fig, ax = plt.subplots(figsize=(8, 5))
-    for run, path in zip(runs, histories):
-        epochs, miou = read_curve(Path(path))
-        style = LINESTYLES[epoch_counts.index(run["epochs"]) % len(LINESTYLES)]
-        ax.plot(epochs, miou, style, color=colours[run["variant"]], label=run_label(run), marker="." if len(epochs) < 30 else None)
+    for (variant, count), (epochs, miou) in seed_curves(runs, histories).items():
+        style = LINESTYLES[epoch_counts.index(count) % len(LINESTYLES)]
+        seeds = miou.shape[0]
+        label = f"{variant} e{count}" + (f" ({seeds} seeds: mean, min-max band)" if seeds > 1 else "")
+        mean = miou.mean(axis=0) if seeds else []
+        ax.plot(epochs, mean, style, color=colours[variant], label=label, marker="." if len(epochs) < 30 else None)
+        if seeds > 1:
+            ax.fill_between(epochs, miou.min(axis=0), miou.max(axis=0), color=colours[variant], alpha=0.2, lw=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val mIoU (%)")
     ax.set_title("Validation mIoU during training (colour: variant, line: epoch count)")

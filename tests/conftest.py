@@ -12,6 +12,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from make_mini_coco import ANNOTATIONS_ARCHIVE_NAME as COCO_ANNOTATIONS_NAME
+from make_mini_coco import IMAGES_ARCHIVE_NAME as COCO_IMAGES_NAME
+from make_mini_coco import build_coco_archives
 from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,13 +24,26 @@ WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report", "
 DATA_KEY = f"voc-{DEMO['data']['voc']['md5'][:8]}_sbd-{DEMO['data']['sbd']['md5'][:8]}"
 DEMO_VOC = f"resources/data/{DATA_KEY}/VOCdevkit/VOC2012"
 OUT = DEMO["results"]
+# as `make demo`: the model jobs on one thread each, two at a time on 2 cores
+ONE_THREAD = (
+    "--set-threads",
+    *(f"{rule}=1" for rule in ("train_upernet", "evaluate_upernet", "evaluate_upernet_train", "evaluate_upernet_ood")),
+)
 
 
 @pytest.fixture(scope="session")
 def mini_archives(tmp_path_factory) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("archives")
     md5s = build_archives(out, seed=0)
-    return SimpleNamespace(voc=out / VOC_ARCHIVE_NAME, sbd=out / SBD_ARCHIVE_NAME, md5s=md5s, dir=out)
+    md5s.update(build_coco_archives(out, seed=0))
+    return SimpleNamespace(
+        voc=out / VOC_ARCHIVE_NAME,
+        sbd=out / SBD_ARCHIVE_NAME,
+        coco_images=out / COCO_IMAGES_NAME,
+        coco_annotations=out / COCO_ANNOTATIONS_NAME,
+        md5s=md5s,
+        dir=out,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +91,7 @@ def copy_workflow(dest: Path, mini_archives) -> Path:
             shutil.copy(source, dest / name)
     demo = dest / "resources/demo"
     demo.mkdir(parents=True)
-    for archive in (mini_archives.voc, mini_archives.sbd):
+    for archive in (mini_archives.voc, mini_archives.sbd, mini_archives.coco_images, mini_archives.coco_annotations):
         shutil.copy(archive, demo / archive.name)
     return dest
 
@@ -111,7 +127,7 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def study(tmp_path_factory, mini_archives) -> Path:
     """The whole demo workflow, run once: data, 4 trainings, evaluations, tables and figures."""
     workdir = copy_workflow(tmp_path_factory.mktemp("study"), mini_archives)
-    result = run_snakemake(workdir, "--cores", "2", "--configfile", "config/demo.yaml")
+    result = run_snakemake(workdir, "--cores", "2", *ONE_THREAD, "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return workdir
 

@@ -12,17 +12,18 @@ import yaml
 from conftest import REPO, read_ids
 from PIL import Image
 
+from make_mini_coco import build_coco_archives
 from make_mini_voc import build_archives
 
 
 def test_generator_is_deterministic_and_matches_demo_config(mini_archives, tmp_path):
-    again = build_archives(tmp_path, seed=0)
+    again = {**build_archives(tmp_path, seed=0), **build_coco_archives(tmp_path, seed=0)}
     assert again == mini_archives.md5s
     demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
-    assert demo["voc"]["md5"] == mini_archives.md5s[mini_archives.voc.name]
-    assert demo["sbd"]["md5"] == mini_archives.md5s[mini_archives.sbd.name]
-    assert demo["voc"]["archive"].endswith(mini_archives.voc.name)
-    assert demo["sbd"]["archive"].endswith(mini_archives.sbd.name)
+    for source in ("voc", "sbd", "coco_images", "coco_annotations"):
+        archive = getattr(mini_archives, source)
+        assert demo[source]["md5"] == mini_archives.md5s[archive.name], source
+        assert demo[source]["archive"].endswith(archive.name), source
 
 
 def test_another_seed_gives_other_archives(mini_archives, tmp_path):

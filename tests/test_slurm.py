@@ -257,8 +257,15 @@ def test_dry_run_plans_the_full_study_without_torch_gpu_or_data(login_node):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["train_upernet"] == 6 and jobs["evaluate_upernet"] == 6 and jobs["download_archive"] == 2
+    assert jobs["train_upernet"] == 6 and jobs["evaluate_upernet"] == 6 and jobs["download_archive"] == 4
     assert jobs["fetch_pretrained"] == 1
+    # the study's claims, measured: each run on its training sample and on COCO, from final.pth
+    assert jobs["evaluate_upernet_train"] == 6 and jobs["evaluate_upernet_ood"] == 6
+    assert jobs["sample_train_images"] == 2 and jobs["convert_coco"] == 1 and jobs["compare_annotations"] == 1
+    for rule in ("evaluate_upernet_train", "evaluate_upernet_ood"):
+        block = result.stdout.split(f"rule {rule}:")[1].split("\n\n")[0]
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
     block = result.stdout.split("rule train_upernet:")[1].split("\n\n")[0]
     resources = re.search(r"resources: (.*)", block).group(1)
     for expected in ("gpu=2", "tasks=2", "tasks_per_gpu=1", "slurm_partition=gpu", "cpus_per_gpu=8", "mem_mb=64000"):

@@ -13,6 +13,12 @@ tests).  They keep every detail the data stage reads:
   ``CategoriesPresent``) and ``inst/<id>.mat`` the struct ``GTinst``.
 * The real quirks: SBD train overlaps VOC val, both SBD lists overlap VOC
   train, some VOC images are in no SBD list.
+* SBD annotates a few classes coarser than VOC (:data:`COARSE_CLASSES`:
+  bicycle, chair, pottedplant): their masks in ``cls/<id>.mat`` are dilated
+  by :data:`COARSE_RADIUS` pixels into the background, as SBD's filled-in
+  bicycles and loose outlines are; every other class is drawn exactly as in
+  VOC (whose 255 border band VOC adds on top).  ``inst/<id>.mat`` keeps the
+  drawn instances.
 
 Images are learnable: every class has its own colour and stripe texture plus
 noise, so a small network separates the classes within a few epochs.
@@ -48,6 +54,10 @@ MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Thu Jan 
 
 VOC_ARCHIVE_NAME = "VOCtrainval_mini.tar"
 SBD_ARCHIVE_NAME = "benchmark_mini.tgz"
+
+# Classes SBD outlines coarser than VOC (bicycle, chair, pottedplant) and by how much.
+COARSE_CLASSES = (2, 9, 16)
+COARSE_RADIUS = 3
 
 
 def class_colours() -> np.ndarray:
@@ -152,6 +162,23 @@ def border_band(label: np.ndarray, width: int = 3) -> np.ndarray:
 def thin_boundary(mask: np.ndarray) -> np.ndarray:
     """The outline of a binary mask, one pixel wide (SBD's ``Boundaries``)."""
     return mask & ~scipy.ndimage.binary_erosion(mask, border_value=0)
+
+
+def coarsen(label: np.ndarray, classes=COARSE_CLASSES, radius: int = COARSE_RADIUS) -> np.ndarray:
+    """SBD's version of a class map: ``classes`` dilated by ``radius`` pixels into the background.
+
+    Dilation (a disk of ``radius``) claims only background pixels, so other
+    objects keep their pixels; classes are dilated in the order given.
+    """
+    coarse = label.copy()
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = yy**2 + xx**2 <= radius**2
+    for cls in classes:
+        mask = label == cls
+        if mask.any():
+            grown = scipy.ndimage.binary_dilation(mask, structure=disk)
+            coarse[grown & (coarse == 0)] = cls
+    return coarse
 
 
 def png_bytes(array: np.ndarray, palette: list[int] | None = None) -> bytes:
@@ -321,7 +348,7 @@ def build_archives(out_dir: Path, seed: int = 0) -> dict[str, str]:
             )
         if image_id in sbd_ids:
             sbd[f"{sbd_root}/img/{image_id}.jpg"] = jpeg
-            sbd[f"{sbd_root}/cls/{image_id}.mat"] = sbd_cls_mat(label)
+            sbd[f"{sbd_root}/cls/{image_id}.mat"] = sbd_cls_mat(coarsen(label))
             sbd[f"{sbd_root}/inst/{image_id}.mat"] = sbd_inst_mat(instance, classes[image_id])
 
     segmentation_sets = f"{voc_root}/ImageSets/Segmentation"

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Which packages each rule kind needs (names as in requirements.txt).
 ENVS = {
     "data": {
-        "doc": "Data stage: download, safe extraction, SBD .mat -> PNG conversion, split lists.",
-        "conda": ["numpy", "scipy", "pillow", "tqdm"],
+        "doc": "Data stage: download, safe extraction, SBD .mat -> PNG and COCO -> VOC label conversion, split lists.",
+        "conda": ["numpy", "scipy", "pillow", "tqdm", "pycocotools"],
         "pip": [],
     },
     "plots": {

@@ -1,0 +1,113 @@
+"""The HTML report's opening "Findings", rendered from the tables (rule findings).
+
+Writes ``<view>/report/workflow.rst``: a short Findings section — the mIoU change
+with its interval per epoch count, the generalization gaps per variant, and the
+three classes with the largest change beside their SBD-vs-VOC label agreement —
+followed by the workflow's own description (report/workflow.rst).  Every number
+is read from the tables, printed with the decimals their Monte Carlo error
+supports; nothing here is hard-coded.
+"""
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from common.jobs import start_log, write_text
+from common.stats import decimals_for
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def number(text) -> float:
+    return float(text) if text not in ("", None) else np.nan
+
+
+def signed(value: float, decimals: int) -> str:
+    return f"{round(value, decimals) + 0.0:+.{decimals}f}"
+
+
+def interval(value: float, low: float, high: float, decimals: int) -> str:
+    text = f"{signed(value, decimals)} [{signed(low, decimals)}, {signed(high, decimals)}]"
+    return text + (" (interval includes 0)" if low <= 0 <= high else "")
+
+
+def per_class_findings(rows: list[dict], compare, confidence: float, agreement: dict[str, float]) -> list[str]:
+    baseline, other = compare
+    epochs = sorted({int(m.group(1)) for k in (rows[0] if rows else {}) if (m := re.fullmatch(r"change e(\d+)", k))})
+    if not epochs:
+        return [f"- No epoch count has runs of both {baseline} and {other} yet."]
+    errors = [number(r[f"change e{e} mc error"]) for r in rows for e in epochs]
+    decimals = decimals_for(max((x for x in errors if not np.isnan(x)), default=0.0))
+    miou = next(r for r in rows if r["class"] == "mIoU")
+    changes = "; ".join(
+        f"{e} epochs: {interval(*(number(miou[f'change e{e}{s}']) for s in ('', ' low', ' high')), decimals)}"
+        for e in epochs
+    )
+    lines = [
+        f"- **mIoU change, {other} − {baseline}** (points, {confidence:.0%} bootstrap interval "
+        f"over val images and seeds): {changes}."
+    ]
+    longest = epochs[-1]
+    classes = [r for r in rows if r["class"] != "mIoU" and not np.isnan(number(r[f"change e{longest}"]))]
+    largest = sorted(classes, key=lambda r: -abs(number(r[f"change e{longest}"])))[:3]
+    parts = []
+    for row in largest:
+        change = interval(*(number(row[f"change e{longest}{s}"]) for s in ("", " low", " high")), decimals)
+        share = agreement.get(row["class"])
+        agree = f"SBD–VOC label agreement {share:.0f}%" if share is not None else "agreement not measured"
+        parts.append(f"``{row['class']}`` {change} ({agree})")
+    lines.append(f"- **Largest per-class changes** at {longest} epochs: " + "; ".join(parts) + ".")
+    return lines
+
+
+def generalization_findings(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    error = max(number(r["mc error"]) for r in rows)
+    decimals = decimals_for(error)
+    longest = {}
+    for row in rows:
+        if row["variant"] not in longest or int(row["epochs"]) > int(longest[row["variant"]]["epochs"]):
+            longest[row["variant"]] = row
+    gaps = [k for k in rows[0] if k.startswith("gap ") and not k.endswith((" low", " high"))]
+    if not gaps:
+        return []
+    parts = []
+    for variant, row in longest.items():
+        values = ", ".join(
+            f"{gap[4:]} {interval(number(row[gap]), number(row[f'{gap} low']), number(row[f'{gap} high']), decimals)}"
+            for gap in gaps
+        )
+        parts.append(f"{variant} ({row['epochs']} epochs): {values}")
+    return [
+        "- **Generalization gaps** (mIoU points; train: the run's own training images, val: VOC "
+        "val, coco: COCO pictures with VOC's classes): " + "; ".join(parts) + "."
+    ]
+
+
+def findings(per_class: Path, generalization: Path, annotations: Path, compare, confidence: float) -> str:
+    agreement = {
+        r["class"]: number(r["agreement IoU"])
+        for r in read_rows(annotations)
+        if not np.isnan(number(r.get("agreement IoU")))
+    }
+    lines = per_class_findings(read_rows(per_class), compare, confidence, agreement)
+    lines += generalization_findings(read_rows(generalization))
+    return "Findings\n========\n\n" + "\n".join(lines) + "\n\n"
+
+
+def main(snakemake) -> None:
+    start_log(snakemake)
+    p, i = snakemake.params, snakemake.input
+    text = findings(Path(i.per_class), Path(i.generalization), Path(i.annotations), p.compare, p.confidence)
+    description = Path(i.description).read_text()
+    write_text(Path(snakemake.output[0]), text + "Workflow\n========\n\n" + description)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821
