@@ -206,12 +206,15 @@ def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study)
     try:
         stats = edit.paths[0]
         stats.write_text(stats.read_text() + "\nEDITED = True\n")
-        assert dry_run(study) == {"compare_per_class": 1, "summarize_runs": 1, "plot_per_class": 1, "all": 1}
+        importers = {"compare_per_class", "summarize_runs", "generalization", "findings", "compare_annotations"}
+        downstream = {"plot_per_class", "plot_generalization", "plot_annotations", "all"}
+        assert dry_run(study) == dict.fromkeys(sorted(importers | downstream), 1)
         edit.restore()
         renderer = edit.paths[1]
         renderer.write_text(renderer.read_text() + "\nEDITED = True\n")
         jobs = dry_run(study)
-        assert jobs["render_mmseg_config"] == 4 and jobs["train_upernet"] == 4
+        runs = 2 * len(DEMO["epochs"]) * len(DEMO["seeds"])
+        assert jobs["render_mmseg_config"] == runs and jobs["train_upernet"] == runs
     finally:
         edit.restore()
 
@@ -252,13 +255,13 @@ def test_a_broken_run_file_is_an_error_naming_it(tmp_path, reader, content, mess
 
 
 def test_a_broken_history_stops_the_summary_naming_the_file(study_copy):
-    history = run_dir(study_copy, "voc", 3) / "history.csv"
+    history = run_dir(study_copy, "voc", DEMO["epochs"][0]) / "history.csv"
     history.write_text(history.read_text().splitlines()[0] + "\n")  # header only
     result = run_snakemake(study_copy, f"{OUT}/tables/summary.csv", "--cores", "1", "--configfile",
                            "config/demo.yaml", "--forcerun", "summarize_runs")  # fmt: skip
     assert result.returncode != 0
     log = (study_copy / f"logs/summarize_runs/{OUT}.log").read_text()
-    assert f"RunFileError: {OUT}/runs/voc/e3-s0/history.csv: a header but no epochs" in log
+    assert f"RunFileError: {OUT}/runs/voc/e{DEMO['epochs'][0]}-s0/history.csv: a header but no epochs" in log
 
 
 def test_the_report_of_an_unfinished_sweep_names_the_missing_runs(study_copy):
@@ -266,7 +269,9 @@ def test_the_report_of_an_unfinished_sweep_names_the_missing_runs(study_copy):
     (study_copy / f"{OUT}/report.html").unlink(missing_ok=True)  # another test may have written one
     result = run_snakemake(study_copy, "--report", f"{OUT}/report.html", "--configfile", config)
     assert result.returncode != 0
-    assert "2 run(s) of this config that have not finished: voc e9-s0, vocaug e9-s0" in result.stdout + result.stderr
+    missing = [f"{v} e9-s{s}" for v in ("voc", "vocaug") for s in DEMO["seeds"]]
+    expected = f"{len(missing)} run(s) of this config that have not finished: {', '.join(missing)}"
+    assert expected in result.stdout + result.stderr
     assert not (study_copy / f"{OUT}/report.html").exists()
     # every run finished, the figures not drawn yet
     (study_copy / f"{OUT}/figures/qualitative.png").unlink()
@@ -289,7 +294,7 @@ def test_home_and_environment_variables_in_paths_are_expanded(workflow_copy, tmp
     result = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{home}/archives/VOCtrainval_mini.tar" in result.stdout
-    assert "elsewhere/demo/runs/voc/e3-s0/final.pth" in result.stdout
+    assert f"elsewhere/demo/runs/voc/e{DEMO['epochs'][0]}-s0/final.pth" in result.stdout
     del env["STUDY_OUT"]
     result = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True)
     assert result.returncode != 0

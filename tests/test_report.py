@@ -34,10 +34,10 @@ def test_every_figure_exists_as_png_and_pdf(study, name):
 def test_summary_has_one_row_per_run_with_computed_columns(study):
     rows = read_csv(study / "results/demo/tables/summary.csv")
     assert [(r["variant"], int(r["epochs"]), int(r["seed"])) for r in rows] == [
-        (v, e, 0) for v in ("voc", "vocaug") for e in DEMO["epochs"]
+        (v, e, s) for v in ("voc", "vocaug") for e in DEMO["epochs"] for s in DEMO["seeds"]
     ]
     for row in rows:
-        out = run_dir(study, row["variant"], int(row["epochs"]))
+        out = run_dir(study, row["variant"], int(row["epochs"]), int(row["seed"]))
         metrics = json.loads((out / "metrics.json").read_text())
         assert float(row["mIoU"]) == pytest.approx(metrics["mIoU"], abs=0.01)
         history = read_csv(out / "history.csv")
@@ -94,14 +94,16 @@ def test_editing_a_figure_setting_redraws_only_that_figure(study):
 
 
 def test_adding_a_seed_trains_only_the_new_runs_and_redraws_everything(study):
-    result = run_snakemake(study, "-n", "--configfile", write_config(study, "seeds", seeds=[0, 1]))
+    seeds = [*DEMO["seeds"], max(DEMO["seeds"]) + 1]
+    result = run_snakemake(study, "-n", "--configfile", write_config(study, "seeds", seeds=seeds))
     jobs = planned_jobs(result)
-    assert jobs["train_upernet"] == 4 and jobs["evaluate_upernet"] == 4
+    new = 2 * len(DEMO["epochs"])  # the new seed of both variants at every epoch count
+    assert jobs["train_upernet"] == new and jobs["evaluate_upernet"] == new
     every_run = {"summarize_runs", "compare_per_class", "plot_per_class", "plot_learning_curves"}
     assert all(jobs.get(r) == 1 for r in every_run)
     # the qualitative panel and the confusion figure show each variant's first seed
     assert "plot_qualitative" not in jobs and "plot_confusion" not in jobs
-    assert "output: results/demo/runs/voc/e3-s0/final.pth" not in result.stdout
+    assert f"output: results/demo/runs/voc/e{DEMO['epochs'][0]}-s0/final.pth" not in result.stdout
 
 
 def test_snapshot_draws_the_finished_runs_without_training_the_others(study):

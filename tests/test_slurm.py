@@ -104,8 +104,9 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
         if "." not in job["JobID"]:  # the allocation, not its steps
             assert job["Partition"] == "gpu" and job["State"] == "COMPLETED"
             assert "gres/gpu=1" in job["AllocTRES"]
-    evaluate = slurm_jobs(workdir, "evaluate_upernet")
-    assert len(evaluate) == 4 and all(j["Partition"] == "gpu" for j in sacct(evaluate) if "." not in j["JobID"])
+    for rule in ("evaluate_upernet", "evaluate_upernet_train", "evaluate_upernet_ood"):
+        evaluate = slurm_jobs(workdir, rule)
+        assert len(evaluate) == 4 and all(j["Partition"] == "gpu" for j in sacct(evaluate) if "." not in j["JobID"])
     convert = slurm_jobs(workdir, "convert_sbd")
     assert [j["Partition"] for j in sacct(convert) if "." not in j["JobID"]] == ["cpu"]
     # localrules never reach SLURM
@@ -114,7 +115,7 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
     assert relative_files(workdir) == relative_files(study) - {
         p for p in relative_files(study) if p.startswith("results/demo/snapshot")
     }
-    for variant, epochs in [("voc", 6), ("vocaug", 6)]:
+    for variant, epochs in [("voc", DEMO["epochs"][-1]), ("vocaug", DEMO["epochs"][-1])]:
         log = (run_dir(workdir, variant, epochs) / "train.log").read_text()
         assert "device: cpu" in log
 

@@ -23,7 +23,9 @@ from PIL import Image
 from common.run_files import read_attempts
 from conftest import DEMO, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
-RUNS = [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]
+RUNS = [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]  # first seed
+ALL_RUNS = len(RUNS) * len(DEMO["seeds"])
+FIRST = DEMO["epochs"][0]  # the demo's first epoch count
 VOC = DEMO_VOC
 
 
@@ -76,8 +78,8 @@ def test_every_run_output_exists_and_parses(study, variant, epochs):
 
 
 def test_vocaug_iterates_over_more_images_per_epoch(study):
-    voc = iterations_per_epoch((run_dir(study, "voc", 3) / "train.log").read_text())
-    vocaug = iterations_per_epoch((run_dir(study, "vocaug", 3) / "train.log").read_text())
+    voc = iterations_per_epoch((run_dir(study, "voc", FIRST) / "train.log").read_text())
+    vocaug = iterations_per_epoch((run_dir(study, "vocaug", FIRST) / "train.log").read_text())
     sets = study / VOC / "ImageSets/Segmentation"
     batch = DEMO["training"]["batch_per_gpu"]
     assert voc == -(-len(read_ids(sets / "train.txt")) // batch)
@@ -140,27 +142,28 @@ def test_settings_that_change_no_result_retrain_nothing(study):
 def test_adding_an_epoch_count_trains_only_the_new_runs(study):
     config = write_config(study, "more", epochs=[*DEMO["epochs"], 9])
     result = run_snakemake(study, "-n", "--configfile", config)
-    assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 2, "evaluate_upernet": 2}
+    new = 2 * len(DEMO["seeds"])  # both variants, every seed
+    assert run_jobs(result) == {"render_mmseg_config": new, "train_upernet": new, "evaluate_upernet": new}
     assert "output: results/demo/runs/voc/e9-s0/final.pth" in result.stdout
-    assert "output: results/demo/runs/voc/e3-s0/final.pth" not in result.stdout
+    assert f"output: results/demo/runs/voc/e{FIRST}-s0/final.pth" not in result.stdout
 
 
 def test_changing_the_learning_rate_retrains_everything(study):
     training = {**DEMO["training"], "base_lr": 0.1}
     result = run_snakemake(study, "-n", "--configfile", write_config(study, "lr", training=training))
-    assert planned_jobs(result)["train_upernet"] == len(RUNS)
+    assert planned_jobs(result)["train_upernet"] == ALL_RUNS
 
 
 def test_tta_is_a_separate_output(study):
     config = write_config(study, "tta", evaluation={"tta": True})
     plan = run_snakemake(study, "-n", "--configfile", config)
-    assert run_jobs(plan) == {"evaluate_upernet_tta": len(RUNS)}
-    target = "results/demo/runs/voc/e3-s0/metrics_tta.json"
+    assert run_jobs(plan) == {"evaluate_upernet_tta": ALL_RUNS}
+    target = f"results/demo/runs/voc/e{FIRST}-s0/metrics_tta.json"
     result = run_snakemake(study, target, "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((study / target).read_text())
     assert metrics["tta"] is True and len(metrics["IoU"]) == 21
-    assert (study / "results/demo/runs/voc/e3-s0/confusion_per_image_tta.npz").exists()
+    assert (study / f"results/demo/runs/voc/e{FIRST}-s0/confusion_per_image_tta.npz").exists()
 
 
 def test_pretrained_weights_are_fetched_on_the_login_node(study):
