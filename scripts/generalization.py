@@ -60,12 +60,13 @@ def measure(groups, bootstrap: dict) -> list[dict]:
         row = {"variant": variant, "epochs": epochs, "seeds": len(sets["val"])}
         for name in names:
             row[f"{name} images"] = sets[name][0].shape[0]
-        for name in [*names, *(f"{a} − {b}" for a, b in gaps)]:
-            column = name if " − " not in name else "gap " + name.replace(" − ", "-")
-            values = result[name]
-            row[f"{column} mIoU" if " − " not in name else column] = 100 * values["value"]
-            row[f"{column} low"] = 100 * values["low"]
-            row[f"{column} high"] = 100 * values["high"]
+        # columns: "<set> mIoU" / "gap <a>-<b>", each with its " low" and " high"
+        columns = [(name, name, f"{name} mIoU") for name in names]
+        columns += [(f"{a} − {b}", f"gap {a}-{b}", f"gap {a}-{b}") for a, b in gaps]
+        for name, column, value_column in columns:
+            row[value_column] = 100 * result[name]["value"]
+            row[f"{column} low"] = 100 * result[name]["low"]
+            row[f"{column} high"] = 100 * result[name]["high"]
         row["mc error"] = 100 * result["mc_error"]
         row["resamples"] = result["resamples"]
         rows.append(row)
@@ -94,7 +95,7 @@ def markdown(rows: list[dict], confidence: float) -> str:
         fix = lambda v: round(float(v), decimals) + 0.0  # noqa: E731 (no "-0")
         return f"{f.format(fix(row[value_column]))} [{f.format(fix(row[f'{column} low']))}, {f.format(fix(row[f'{column} high']))}]"
 
-    header = ["variant", "epochs", "seeds", *(f"mIoU {s}" for s in sets), *(g.replace("gap ", "gap ") for g in gaps)]
+    header = ["variant", "epochs", "seeds", *(f"mIoU {s}" for s in sets), *gaps]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|" + "---:|" * (len(header) - 3)]
     for row in rows:
         cells = [row["variant"], str(row["epochs"]), str(row["seeds"])]
