@@ -5,6 +5,7 @@
 #   4. the run grid: one trained model per variant x epoch count x seed
 #   5. resources of the GPU jobs, and what the sweep costs
 #   6. the report: its two views, and the runs each figure reads
+#   7. published references: each variant's recipe, what `snakemake check` compares
 # Input functions that rules call are named get_*.
 
 import hashlib
@@ -28,6 +29,8 @@ from common.mmseg_config import (
     check_pretrained_depth,
     pretrained_file,
 )
+from common.references import ReferenceError, load_references, published_reference
+from common.references import run_recipe, variant_recipe
 from common.voc import OFFICIAL_COUNTS, read_id_list
 
 
@@ -442,7 +445,7 @@ TRAIN_LISTS = sorted(
 def report_outputs(view):
     return (
         [f"{view}/tables/{t}" for t in TABLES]
-        + [f"{OUT}/tables/annotations.{e}" for e in ("csv", "md")]
+        + [f"{OUT}/tables/{name}.{e}" for name in ("annotations", "recipe_check") for e in ("csv", "md")]
         + [f"{view}/report/workflow.rst"]
         + [f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     )
@@ -542,3 +545,62 @@ def check_report_complete():
             f"every run has finished, but the tables and figures have not been drawn "
             f"({', '.join(undrawn[:3])}{', ...' if len(undrawn) > 3 else ''}): run the workflow first."
         )
+
+
+# ==== 7. published references ======================================================
+# Every run is set beside its nearest published result (config/references.yaml):
+# the summary, the per-class table and Findings read it, `snakemake check`
+# compares each run's recipe with it before any GPU is spent.
+REFERENCES_FILE = config["report"]["references"]
+try:
+    REFERENCES = load_references(REFERENCES_FILE)
+except (ReferenceError, ConfigFileError) as error:
+    raise WorkflowError(f"report.references: {error}")
+
+
+def _official_data(name):
+    """True when variant `name` trains on lists of the official archives only."""
+    uses_sbd = any(s["split"] in ("trainaug", "aug") for s in VARIANT_SETTINGS[name]["train_sets"])
+    return is_official("voc") and (is_official("sbd") or not uses_sbd)
+
+
+VARIANT_RECIPES = {
+    name: variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
+    for name in config["variants"]
+}
+VARIANT_LISTS = {
+    name: [f"{SPLITS}/{s['split']}.txt" for s in VARIANT_SETTINGS[name]["train_sets"]]
+    for name in config["variants"]
+}
+
+
+def planned_recipe(variant, epochs):
+    """Run recipe with the planned list sizes (official counts or estimates)."""
+    images = sum(planned_split_size(s["split"]) for s in VARIANT_SETTINGS[variant]["train_sets"])
+    return run_recipe(VARIANT_RECIPES[variant], epochs, images)
+
+
+def recipe_checks():
+    """`snakemake check`: each variant's run recipe per epoch count (its seeds share it)."""
+    return _canonical(
+        [
+            {"variant": v, "epochs": e, "seeds": list(config["seeds"]), "recipe": planned_recipe(v, e)}
+            for v in config["variants"]
+            for e in config["epochs"]
+        ]
+    )
+
+
+def published_columns(view):
+    """{epochs: {variant: (reference name, per-class IoU)}} of the compared variants
+    where a published per-class table has the same recipe and epoch count."""
+    columns = {}
+    for run in compared_runs(view):
+        recipe = {**VARIANT_RECIPES[run["variant"]], "epochs": run["epochs"]}
+        reference = published_reference(recipe, REFERENCES["references"])
+        if reference:
+            columns.setdefault(str(run["epochs"]), {})[run["variant"]] = [
+                reference["name"],
+                reference["per_class"],
+            ]
+    return _canonical(columns)

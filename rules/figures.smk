@@ -11,6 +11,8 @@ rule summarize_runs:
         history=get_view_files("history.csv"),
         attempts=get_view_files("attempts.tsv"),
         tta=get_tta_metrics,
+        references=REFERENCES_FILE,
+        lists=TRAIN_LISTS,
     output:
         csv=report(
             "{view}/tables/summary.csv",
@@ -27,6 +29,9 @@ rule summarize_runs:
         runs=get_runs_param(view_runs),
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
+        recipes=_canonical(VARIANT_RECIPES),
+        train_lists=VARIANT_LISTS,
+        confidence=config["report"]["bootstrap"]["confidence"],
     script:
         "../scripts/summarize_runs.py"
 
@@ -51,6 +56,8 @@ rule compare_per_class:
         compare=config["report"]["compare"],
         bootstrap=config["report"]["bootstrap"],
         threshold=config["report"]["improvement_threshold"],
+        # the study's published per-class IoU, where a compared run has its recipe
+        published=lambda w: published_columns(w.view),
     script:
         "../scripts/compare_per_class.py"
 
@@ -272,6 +279,7 @@ rule findings:
         per_class=rules.compare_per_class.output.csv,
         generalization=rules.generalization.output.csv,
         annotations=rules.compare_annotations.output.csv,
+        summary=rules.summarize_runs.output.csv,
         description="report/workflow.rst",
     output:
         "{view}/report/workflow.rst",

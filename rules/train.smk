@@ -2,6 +2,8 @@ localrules:
     fetch_pretrained,
     render_mmseg_config,
     cost,
+    recipe_check,
+    check,
 
 
 # `snakemake cost`: what the sweep will take, before submitting it (every run
@@ -15,6 +17,42 @@ rule cost:
         summary=cost_summary(),
     script:
         "../scripts/cost.py"
+
+
+# Each run's recipe against the published reference it will be compared with
+# (report.references), and the known reproduction traps: planning only, no
+# torch; the table also goes into the report.
+rule recipe_check:
+    input:
+        references=REFERENCES_FILE,
+    output:
+        csv=report(
+            f"{OUT}/tables/recipe_check.csv",
+            caption="../report/recipe_check.rst",
+            category="Tables",
+        ),
+        md=f"{OUT}/tables/recipe_check.md",
+    log:
+        f"logs/recipe_check/{OUT}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code("recipe_check.py"),
+        runs=recipe_checks(),
+    script:
+        "../scripts/recipe_check.py"
+
+
+# `snakemake check`: that table on the terminal, before a sweep is submitted
+rule check:
+    input:
+        rules.recipe_check.output.md,
+    log:
+        "logs/check.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/check.py"
 
 
 # Compute nodes are often offline: backbone weights are fetched on the login node.

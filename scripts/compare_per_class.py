@@ -3,7 +3,9 @@ with paired-bootstrap intervals (rule compare_per_class).
 
 Per epoch count: the baseline's and the other variant's IoU per class (mean
 over seeds), their change, its interval, and the study's counts ("N of 21
-classes improved, M by more than 8 points").
+classes improved, M by more than 8 points"). Where a published per-class table
+has a compared run's recipe and epoch count (the study's own 200-epoch runs,
+config/references.yaml), its IoU stands beside the reproduced one.
 """
 
 import logging
@@ -49,13 +51,24 @@ def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
     return results
 
 
-def table_columns(compare, epochs) -> list[str]:
-    baseline, other = compare
+def table_columns(compare, epochs, published: dict | None = None) -> list[str]:
     columns = ["class"]
     for e in epochs:
-        columns += [f"{baseline} e{e}", f"{other} e{e}", f"change e{e}", f"change e{e} low", f"change e{e} high"]
-        columns += [f"change e{e} mc error"]
+        for variant in compare:
+            columns.append(f"{variant} e{e}")
+            if variant in (published or {}).get(str(e), {}):
+                columns.append(f"{variant} e{e} published")
+        columns += [f"change e{e}", f"change e{e} low", f"change e{e} high", f"change e{e} mc error"]
     return columns
+
+
+def add_published(rows: list[dict], published: dict) -> None:
+    """The published IoU per class (and their mean in the mIoU row) beside the reproduced."""
+    for e, by_variant in published.items():
+        for variant, (_, per_class) in by_variant.items():
+            for row in rows:
+                value = sum(per_class.values()) / len(per_class) if row["class"] == "mIoU" else per_class[row["class"]]
+                row[f"{variant} e{e} published"] = value
 
 
 def table_rows(results: dict[int, dict], compare) -> list[dict]:
@@ -143,12 +156,18 @@ def footnote(results: dict[int, dict], compare, confidence: float) -> str:
     return text + "\n"
 
 
-def markdown(results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float) -> str:
+def markdown(
+    results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float, published: dict
+) -> str:
     baseline, other = compare
     _, decimals = table_precision(results)
     header = ["class"]
     for e in results:
-        header += [f"{baseline} e{e}", f"{other} e{e}", f"change e{e} [{confidence:.0%} CI]"]
+        for variant in compare:
+            header.append(f"{variant} e{e}")
+            if variant in published.get(str(e), {}):
+                header.append(f"{variant} e{e} (published)")
+        header.append(f"change e{e} [{confidence:.0%} CI]")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
         cells = [row["class"]]
@@ -158,11 +177,18 @@ def markdown(results: dict[int, dict], rows: list[dict], compare, threshold: flo
             if low is not None and not np.isnan(low):
                 bounds = f"{_number(low, decimals, True)}, {_number(high, decimals, True)}"
                 change += f" [{bounds}]" + (" †" if low <= 0 <= high else "")
-            cells += [_number(row[f"{baseline} e{e}"], decimals), _number(row[f"{other} e{e}"], decimals), change]
+            for variant in compare:
+                cells.append(_number(row[f"{variant} e{e}"], decimals))
+                if f"{variant} e{e} published" in row:
+                    cells.append(f"{row[f'{variant} e{e} published']:.2f}")
+            cells.append(change)
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n\n"
     for e, result in results.items():
         text += f"- {e} epochs ({other} vs {baseline}): {improvement_sentence(result['change'], threshold)}.\n"
+    for e, by_variant in published.items():
+        for variant, (name, _) in by_variant.items():
+            text += f"- {variant} e{e} (published): {name} (report.references).\n"
     text += "\n" + footnote(results, compare, confidence)
     return text
 
@@ -175,10 +201,12 @@ def main(snakemake) -> None:
     start_log(snakemake)
     p = snakemake.params
     results = compare(p.runs, snakemake.input.per_image, p.compare, p.bootstrap)
-    columns = table_columns(p.compare, list(results))
+    published = {e: v for e, v in p.published.items() if int(e) in results}
+    columns = table_columns(p.compare, list(results), published)
     rows = table_rows(results, p.compare)
+    add_published(rows, published)
     write_csv(Path(snakemake.output.csv), columns, [csv_row(row) for row in rows])
-    text = markdown(results, rows, p.compare, p.threshold, p.bootstrap["confidence"])
+    text = markdown(results, rows, p.compare, p.threshold, p.bootstrap["confidence"], published)
     write_text(Path(snakemake.output.md), text)
     log.info("\n%s", text)
 

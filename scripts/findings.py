@@ -2,7 +2,8 @@
 
 Writes ``<view>/report/workflow.rst``: a short Findings section — the mIoU change
 with its interval per epoch count, the generalization gaps per variant, and the
-three classes with the largest change beside their SBD-vs-VOC label agreement —
+three classes with the largest change beside their SBD-vs-VOC label agreement,
+and how the runs compare with their published references (the summary) —
 followed by the workflow's own description (report/workflow.rst).  Every number
 is read from the tables, printed with the decimals their Monte Carlo error
 supports; nothing here is hard-coded.
@@ -90,7 +91,40 @@ def generalization_findings(rows: list[dict]) -> list[str]:
     ]
 
 
-def findings(per_class: Path, generalization: Path, annotations: Path, compare, confidence: float) -> str:
+def reference_findings(rows: list[dict]) -> list[str]:
+    """Per variant and epoch count: the mean mIoU over seeds against the run's
+    nearest published reference, whether it is far below, and what differs."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], int(row["epochs"])), []).append(row)
+    if not groups:
+        return []
+    parts = []
+    for (variant, epochs), runs in groups.items():
+        first = runs[0]
+        mean = float(np.mean([number(r["mIoU"]) for r in runs]))
+        reference = number(first["reference_mIoU"])
+        seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+        far = " — far below" if any(r["reference_flag"] for r in runs) else ""
+        parts.append(
+            f"{variant} ({epochs} epochs{seeds}): {mean:.1f} against {reference:g} for {first['reference']} "
+            f"({mean - reference:+.1f}{far}; differs in {first['reference_differs']})"
+        )
+    flagged = sum(1 for runs in groups.values() if any(r["reference_flag"] for r in runs))
+    verdict = (
+        f"{flagged} of {len(groups)} are far below theirs: read the differences in ``recipe_check`` first."
+        if flagged
+        else "None is far below its reference."
+    )
+    return [
+        "- **Against published references** (mIoU on VOC val, mean over seeds; the nearest "
+        "published recipe, config key report.references): " + "; ".join(parts) + ". " + verdict
+    ]
+
+
+def findings(
+    per_class: Path, generalization: Path, annotations: Path, compare, confidence: float, summary: Path | None = None
+) -> str:
     agreement = {
         r["class"]: number(r["agreement IoU"])
         for r in read_rows(annotations)
@@ -98,13 +132,17 @@ def findings(per_class: Path, generalization: Path, annotations: Path, compare, 
     }
     lines = per_class_findings(read_rows(per_class), compare, confidence, agreement)
     lines += generalization_findings(read_rows(generalization))
+    if summary is not None:
+        lines += reference_findings(read_rows(summary))
     return "Findings\n========\n\n" + "\n".join(lines) + "\n\n"
 
 
 def main(snakemake) -> None:
     start_log(snakemake)
     p, i = snakemake.params, snakemake.input
-    text = findings(Path(i.per_class), Path(i.generalization), Path(i.annotations), p.compare, p.confidence)
+    text = findings(
+        Path(i.per_class), Path(i.generalization), Path(i.annotations), p.compare, p.confidence, Path(i.summary)
+    )
     description = Path(i.description).read_text()
     write_text(Path(snakemake.output[0]), text + "Workflow\n========\n\n" + description)
 

@@ -1,6 +1,7 @@
 """Per-class IoU figures from results/tables/per_class_iou.csv (rule plot_per_class).
 
-* per_class_iou: both variants side by side per class, one panel per epoch count;
+* per_class_iou: both variants side by side per class, one panel per epoch count,
+  with the published IoU (a black tick) where the table has it;
 * per_class_change: the change per class, sorted, with its bootstrap interval;
   changes whose interval includes 0 are drawn hollow.
 """
@@ -34,6 +35,10 @@ def read_table(path: Path):
             data[e][variant_column.rsplit(" ", 1)[0]] = np.array(
                 [float(r[variant_column]) if r[variant_column] else np.nan for r in rows]
             )
+        for published_column in [k for k in rows[0] if k.endswith(f" e{e} published")]:
+            data[e][published_column.split(" ")[0] + " published"] = np.array(
+                [float(r[published_column]) for r in rows]
+            )
     return classes, data
 
 
@@ -53,6 +58,10 @@ def plot_bars(classes, data, compare):
     for ax, (epochs, values) in zip(axes[:, 0], data.items()):
         for offset, variant in zip((-0.2, 0.2), compare):
             ax.bar(x + offset, values[variant], width=0.4, color=colours[variant], label=variant)
+        published = [(offset, v) for offset, v in zip((-0.2, 0.2), compare) if f"{v} published" in values]
+        for n, (offset, variant) in enumerate(published):
+            ax.scatter(x + offset, values[f"{variant} published"], marker="_", s=220, linewidths=2,
+                       color="black", zorder=3, label="published" if n == 0 else None)  # fmt: skip
         ax.set_title(f"Per-class IoU on VOC 2012 val, {epochs} epochs")
         ax.set_ylabel("IoU (%)")
         ax.set_xticks(x, classes, rotation=45, ha="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,21 @@ def study(tmp_path_factory, mini_archives) -> Path:
 
 def run_dir(workdir: Path, variant: str, epochs: int, seed: int = 0) -> Path:
     return workdir / f"{OUT}/runs/{variant}/e{epochs}-s{seed}"
+
+
+@pytest.fixture
+def login_node(tmp_path):
+    """A fresh checkout (no data, no results) and a Python that cannot import torch or mm*."""
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    for name in ("Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for module in ("torch", "torchvision", "mmcv", "mmengine", "mmseg"):
+        (blocked / f"{module}.py").write_text(f"raise ImportError('no {module} on the login node')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert "no torch on the login node" in probe.stderr
+    return workdir, env

@@ -227,24 +227,6 @@ def test_the_lock_of_a_job_that_scancel_ended_is_taken_over(slurm_cluster, tmp_p
 
 
 # ---- planning on a login node ------------------------------------------------------
-@pytest.fixture
-def login_node(tmp_path):
-    """A fresh checkout (no data, no results) and a Python that cannot import torch or mm*."""
-    workdir = tmp_path / "checkout"
-    workdir.mkdir()
-    for name in ("Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)
-    blocked = tmp_path / "blocked"
-    blocked.mkdir()
-    for module in ("torch", "torchvision", "mmcv", "mmengine", "mmseg"):
-        (blocked / f"{module}.py").write_text(f"raise ImportError('no {module} on the login node')\n")
-    env = {**os.environ, "PYTHONPATH": str(blocked)}
-    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
-    assert "no torch on the login node" in probe.stderr
-    return workdir, env
-
-
 # conda itself is not installed here (its channels are unreachable), and Snakemake
 # asks `conda info` even when planning: the dry run swaps only that setting.
 NO_CONDA = ("--software-deployment-method", "env-modules")

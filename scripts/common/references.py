@@ -1,0 +1,311 @@
+"""Is a run healthy? Its recipe, the published reference it is compared with, and
+how the two differ (config/references.yaml; summary, per-class table, Findings,
+`snakemake check`).
+
+A run's recipe is what it will really do: total batch, the learning rate after
+the linear scaling rule, optimizer steps per epoch and in all, crop, backbone
+and stem, weights, norm, loss, augmentation. Its nearest reference is, in this
+order, one of the same training data, backbone, depth and crop, then the one
+whose schedule is closest in optimizer steps (a ratio: 19,860 steps meet 20k).
+
+Plain Python + PyYAML (jsonschema to validate, scipy for a seed interval, both
+imported where used): the login node plans with it.
+"""
+
+import math
+from pathlib import Path
+
+from common.config_files import load_config_file
+from common.mmseg_config import AUGMENT_DEFAULTS, _backbone_type
+from common.voc import CLASSES
+
+FLAG_POINTS = 3.0  # a run this far below its reference is flagged
+ITERATIONS_TOLERANCE = 0.05  # schedules within 5% in optimizer steps are "the same"
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schemas" / "references.schema.yaml"
+
+
+class ReferenceError(ValueError):
+    pass
+
+
+# ---- the references file -----------------------------------------------------------
+def load_references(path, validate: bool = True) -> dict:
+    """The references file with each reference's recipe made whole (its source's
+    recipe, then its own keys). ReferenceError naming the file and entry otherwise."""
+    path = Path(path)
+    data = load_config_file(path)
+    if validate:
+        import jsonschema
+
+        schema = load_config_file(SCHEMA)
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+        if error is not None:
+            where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+            raise ReferenceError(f"{path}: {where.lstrip('.') or 'top level'}: {error.message}")
+    references = []
+    for index, entry in enumerate(data["references"]):
+        where = f"{path}: references[{index}] ({entry['name']!r})"
+        if entry["source"] not in data["sources"]:
+            raise ReferenceError(f"{where}: unknown source {entry['source']!r} ({', '.join(data['sources'])})")
+        if entry["dataset"] not in data["datasets"]:
+            raise ReferenceError(f"{where}: unknown dataset {entry['dataset']!r} ({', '.join(data['datasets'])})")
+        recipe = {**data["sources"][entry["source"]]["recipe"], **entry["recipe"]}
+        missing = [k for k in ("depth", "crop", "backbone", "pretrained") if k not in recipe]
+        if missing:
+            raise ReferenceError(f"{where}: its recipe (with its source's) lacks {', '.join(missing)}")
+        if ("iterations" in recipe) == ("epochs" in recipe):
+            raise ReferenceError(f"{where}: give its schedule as iterations or as epochs (one of them)")
+        per_class = entry.get("per_class")
+        if per_class is not None:
+            if sorted(per_class) != sorted(CLASSES):
+                raise ReferenceError(f"{where}: per_class must name the 21 VOC classes, each once")
+            mean = sum(per_class.values()) / len(per_class)
+            if abs(mean - entry["mIoU"]) > 0.01:
+                raise ReferenceError(f"{where}: the mean of per_class is {mean:.2f}, not its mIoU {entry['mIoU']}")
+        references.append({**entry, "recipe": recipe, "source_description": data["sources"][entry["source"]]["description"]})
+    return {"datasets": data["datasets"], "references": references}
+
+
+# ---- a run's recipe ------------------------------------------------------------------
+def dataset_of(train_sets: list[dict], datasets: dict) -> str | None:
+    """The references' name of the data a variant trains on, or None."""
+
+    def key(sets):
+        return sorted((s["split"], s["labels"]) for s in sets)
+
+    for name, dataset in datasets.items():
+        if any(key(form) == key(train_sets) for form in dataset["train_sets"]):
+            return name
+    return None
+
+
+def iterations_per_epoch(images: int, gpus: int, batch_per_gpu: int) -> int:
+    """Optimizer steps of one epoch: MMEngine's DefaultSampler gives each of the gpus
+    processes ceil(images / gpus) samples, and the dataloader keeps the last short batch."""
+    return math.ceil(math.ceil(images / gpus) / batch_per_gpu) if images > 0 else 0
+
+
+def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
+    """What a variant's runs do (settings: the training settings with the variant's overrides)."""
+    gpus, batch = settings["gpus"], settings["batch_per_gpu"]
+    total = gpus * batch
+    return {
+        "dataset": dataset_of(settings["train_sets"], datasets),
+        "train_sets": [f"{s['split']} ({s['labels']})" for s in settings["train_sets"]],
+        "official_data": official_data,
+        "backbone": "resnet",
+        "stem": "plain" if _backbone_type(settings["pretrained"]) == "ResNet" else "v1c",
+        "depth": settings["depth"],
+        "pretrained": settings["pretrained"],
+        "head_channels": settings["head_channels"],
+        "crop": list(settings["crop_size"]),
+        "scale": list(settings["scale"]),
+        "augment": {**AUGMENT_DEFAULTS, **settings["augment"]},
+        "gpus": gpus,
+        "batch_per_gpu": batch,
+        "total_batch": total,
+        "lr": settings["base_lr"] * total / settings["base_batch_size"],
+        "optimizer": {"type": "SGD", "momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
+        "schedule": {"type": "PolyLR", "power": settings["poly_power"], "eta_min": settings["eta_min"]},
+        # MMEngine reverts SyncBN to BN outside distributed training
+        "norm": {"type": "SyncBN", "images": total} if gpus > 1 else {"type": "BN", "images": batch},
+        "loss": settings["loss"],
+        "amp": settings["amp"],
+    }
+
+
+def run_recipe(recipe: dict, epochs: int, images: int) -> dict:
+    """A variant's recipe for a run of ``epochs`` over ``images`` training images."""
+    per_epoch = iterations_per_epoch(images, recipe["gpus"], recipe["batch_per_gpu"])
+    return {**recipe, "epochs": epochs, "images": images, "iterations_per_epoch": per_epoch,
+            "iterations": per_epoch * epochs}  # fmt: skip
+
+
+# ---- the nearest reference -----------------------------------------------------------
+def reference_iterations(reference: dict, recipe: dict, datasets: dict) -> int:
+    """A reference's optimizer steps; one given in epochs of its data counts them at its
+    own total batch, or at the run's where it published none."""
+    ref = reference["recipe"]
+    if "iterations" in ref:
+        return ref["iterations"]
+    batch = ref.get("total_batch") or recipe["total_batch"]
+    return ref["epochs"] * math.ceil(datasets[reference["dataset"]]["images"] / batch)
+
+
+def nearest_reference(recipe: dict, references: list[dict], datasets: dict) -> dict:
+    """The reference a run is compared with: same data, backbone, depth and crop first
+    (in that order), then the nearest schedule in optimizer steps (by ratio)."""
+
+    def distance(reference):
+        ref = reference["recipe"]
+        steps = max(recipe["iterations"], 1)
+        return (
+            reference["dataset"] != recipe["dataset"],
+            ref["backbone"] != recipe["backbone"],
+            ref["depth"] != recipe["depth"],
+            list(ref["crop"]) != list(recipe["crop"]),
+            abs(math.log(reference_iterations(reference, recipe, datasets) / steps)),
+        )
+
+    return min(references, key=distance)
+
+
+def published_reference(recipe: dict, references: list[dict]) -> dict | None:
+    """A published per-class table of the same data, backbone, depth, crop and epochs."""
+    for reference in references:
+        ref = reference["recipe"]
+        if (
+            reference.get("per_class")
+            and reference["dataset"] == recipe["dataset"]
+            and (ref["backbone"], ref["depth"], list(ref["crop"])) == (recipe["backbone"], recipe["depth"], recipe["crop"])
+            and ref.get("epochs") == recipe["epochs"]
+        ):
+            return reference
+    return None
+
+
+# ---- how a run differs from its reference ----------------------------------------------
+def _pair(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _augment(augment: dict) -> str:
+    on = [name.replace("_", " ") for name in ("random_resize", "flip", "photometric") if augment.get(name)]
+    return ", ".join(on) or "none"
+
+
+def _lr_at_16(lr, total_batch) -> float | None:
+    return None if lr is None or not total_batch else lr / total_batch * 16
+
+
+def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]:
+    """Setting by setting: {setting, run, reference, differs}; a reference value that
+    was not published never counts as a difference."""
+    ref = reference["recipe"]
+    rows = []
+
+    def add(setting, mine, theirs, differs=None):
+        if differs is None:
+            differs = theirs is not None and mine != theirs
+        rows.append({"setting": setting, "run": mine, "reference": "not published" if theirs is None else theirs,
+                     "differs": bool(differs)})  # fmt: skip
+
+    data = datasets.get(recipe["dataset"], {}).get("description") or " + ".join(recipe["train_sets"])
+    mine = data + ("" if recipe["official_data"] else " (other archives than the official ones)")
+    add("data", mine, datasets[reference["dataset"]]["description"],
+        differs=recipe["dataset"] != reference["dataset"] or not recipe["official_data"])  # fmt: skip
+    stem = {"v1c": "ResNetV1c", "plain": "ResNet"}
+    add("backbone", f"{stem[recipe['stem']]}-{recipe['depth']}", f"{stem[ref['stem']]}-{ref['depth']}")
+    add("pretrained", str(recipe["pretrained"]), str(ref["pretrained"]))
+    add("head channels", recipe["head_channels"], ref.get("head_channels"))
+    add("crop", _pair(recipe["crop"]), _pair(ref["crop"]))
+    add("resize scale", _pair(recipe["scale"]), _pair(ref["scale"]) if ref.get("scale") else None)
+    add("augmentation", _augment(recipe["augment"]), _augment(ref["augment"]) if ref.get("augment") else None)
+    ref_batch = ref.get("total_batch")
+    add("total batch", f"{recipe['total_batch']} ({recipe['gpus']} GPU x {recipe['batch_per_gpu']})",
+        None if ref_batch is None else f"{ref_batch} ({ref['gpus']} GPU x {ref_batch // ref['gpus']})",
+        differs=ref_batch is not None and ref_batch != recipe["total_batch"])  # fmt: skip
+    mine_16 = _lr_at_16(recipe["lr"], recipe["total_batch"])
+    theirs_16 = _lr_at_16(ref.get("lr"), ref_batch) or (ref["lr_per_image"] * 16 if ref.get("lr_per_image") else None)
+    theirs = None
+    if ref.get("lr") is not None:
+        theirs = f"{ref['lr']:g} at batch {ref_batch}"
+    elif theirs_16 is not None:
+        theirs = f"{theirs_16:g} per 16 images (linear rule; batch not published)"
+    add("lr", f"{recipe['lr']:g} at batch {recipe['total_batch']} (= {mine_16:g} per 16 images)", theirs,
+        differs=theirs_16 is not None and not math.isclose(mine_16, theirs_16, rel_tol=1e-6))  # fmt: skip
+    optimizer = "{type} momentum {momentum:g}, weight decay {weight_decay:g}"
+    add("optimizer", optimizer.format(**recipe["optimizer"]), optimizer.format(**ref["optimizer"]) if ref.get("optimizer") else None)
+    schedule = "{type} power {power:g} to {eta_min:g}"
+    add("schedule", schedule.format(**recipe["schedule"]), schedule.format(**ref["schedule"]) if ref.get("schedule") else None)
+    steps = reference_iterations(reference, recipe, datasets)
+    theirs = f"{steps:,}"
+    if "iterations" not in ref:
+        theirs += f" ({ref['epochs']} epochs{'' if ref.get('total_batch') else ' at this run’s batch'})"
+    add("iterations", f"{recipe['iterations']:,} ({recipe['iterations_per_epoch']:,} per epoch x {recipe['epochs']})",
+        theirs, differs=abs(recipe["iterations"] / steps - 1) > ITERATIONS_TOLERANCE)  # fmt: skip
+    norm = ref.get("norm")
+    add("norm", _norm(recipe["norm"]), None if norm is None else _norm(norm),
+        differs=norm is not None and (norm["type"], norm["images"] or recipe["norm"]["images"])
+        != (recipe["norm"]["type"], recipe["norm"]["images"]))  # fmt: skip
+    add("loss", recipe["loss"].replace("_", " "), ref["loss"].replace("_", " ") if ref.get("loss") else None)
+    add("precision", "AMP" if recipe["amp"] else "fp32", None if "amp" not in ref else ("AMP" if ref["amp"] else "fp32"))
+    return rows
+
+
+def _norm(norm: dict) -> str:
+    if norm["type"] == "BN":
+        return f"BN over {norm['images']} images (one process: MMEngine runs SyncBN as BN)"
+    if norm["images"] is None:
+        return "SyncBN over the total batch (not published)"
+    return f"SyncBN over {norm['images']} images"
+
+
+def recipe_warnings(recipe: dict, reference: dict) -> list[str]:
+    """The known reproduction traps that apply to a run."""
+    ref = reference["recipe"]
+    warnings = []
+    if recipe["pretrained"] is None and recipe["official_data"]:
+        warnings.append(
+            "pretrained: null on the official data: random init trains far below every "
+            "published (ImageNet-initialised) reference"
+        )
+    ref_batch = ref.get("total_batch")
+    mine_16 = _lr_at_16(recipe["lr"], recipe["total_batch"])
+    theirs_16 = _lr_at_16(ref.get("lr"), ref_batch) or (ref["lr_per_image"] * 16 if ref.get("lr_per_image") else None)
+    if ref_batch and ref_batch != recipe["total_batch"] and theirs_16 and not math.isclose(mine_16, theirs_16, rel_tol=1e-6):
+        warnings.append(
+            f"total batch {recipe['total_batch']} differs from the reference's {ref_batch} without linear "
+            f"scaling: lr {recipe['lr']:g} is {mine_16:g} per 16 images, the reference's {theirs_16:g} "
+            f"(set training.base_lr/base_batch_size so that lr = base_lr x total batch / base batch)"
+        )
+    if recipe["norm"]["type"] == "BN" and (ref.get("norm") or {}).get("type") == "SyncBN":
+        warnings.append(
+            f"SyncBN with one process: MMEngine runs it as BN, so batch statistics come from "
+            f"{recipe['batch_per_gpu']} images per step, not the reference's "
+            f"{ref['norm']['images'] or 'total batch'}"
+        )
+    if recipe["stem"] == "plain" and ref.get("stem") == "v1c":
+        warnings.append(
+            "torchvision weights (ResNet, plain stem) compared with a v1c reference (ResNetV1c, "
+            "deep stem, open-mmlab weights): MMSeg's published numbers are for the v1c backbone"
+        )
+    return warnings
+
+
+def check_run(recipe: dict, references: dict) -> dict:
+    """A run's recipe against its nearest reference: the rows, the differences, the traps."""
+    reference = nearest_reference(recipe, references["references"], references["datasets"])
+    rows = compare_recipes(recipe, reference, references["datasets"])
+    return {
+        "reference": reference,
+        "rows": rows,
+        "differences": [r["setting"] for r in rows if r["differs"]],
+        "warnings": recipe_warnings(recipe, reference),
+    }
+
+
+# ---- far below? -------------------------------------------------------------------------
+def seed_interval(values: list[float], confidence: float) -> tuple[float, float]:
+    """Student-t interval of the mean over seeds (two or more values)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def reference_flag(miou: float, seeds_miou: list[float], reference_miou: float, confidence: float) -> str:
+    """'' for a healthy run; else why it is far below its reference: more than
+    FLAG_POINTS below, or, with two or more seeds, the reference above the seed
+    interval of the mean."""
+    reasons = []
+    if miou < reference_miou - FLAG_POINTS:
+        reasons.append(f"{reference_miou - miou:.1f} points below")
+    if len(seeds_miou) >= 2:
+        low, high = seed_interval(seeds_miou, confidence)
+        if reference_miou > high:
+            reasons.append(f"reference above the {confidence:.0%} seed interval [{low:.1f}, {high:.1f}]")
+    return "far below: " + "; ".join(reasons) if reasons else ""
