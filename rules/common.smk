@@ -445,7 +445,11 @@ TRAIN_LISTS = sorted(
 def report_outputs(view):
     return (
         [f"{view}/tables/{t}" for t in TABLES]
-        + [f"{OUT}/tables/{name}.{e}" for name in ("annotations", "recipe_check") for e in ("csv", "md")]
+        + [
+            f"{OUT}/tables/{name}.{e}"
+            for name in ("annotations", "recipe_check")
+            for e in ("csv", "md")
+        ]
         + [f"{view}/report/workflow.rst"]
         + [f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     )
@@ -584,7 +588,12 @@ def recipe_checks():
     """`snakemake check`: each variant's run recipe per epoch count (its seeds share it)."""
     return _canonical(
         [
-            {"variant": v, "epochs": e, "seeds": list(config["seeds"]), "recipe": planned_recipe(v, e)}
+            {
+                "variant": v,
+                "epochs": e,
+                "seeds": list(config["seeds"]),
+                "recipe": planned_recipe(v, e),
+            }
             for v in config["variants"]
             for e in config["epochs"]
         ]

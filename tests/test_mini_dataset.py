@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
+import pytest
 import scipy.io
 import scipy.sparse
 import yaml
@@ -24,6 +28,23 @@ def test_generator_is_deterministic_and_matches_demo_config(mini_archives, tmp_p
         archive = getattr(mini_archives, source)
         assert demo[source]["md5"] == mini_archives.md5s[archive.name], source
         assert demo[source]["archive"].endswith(archive.name), source
+
+
+@pytest.mark.parametrize("coretype", ["Prescott", "Haswell", "SkylakeX"])
+def test_generators_write_the_same_bytes_whatever_blas_kernel_the_cpu_gets(mini_archives, tmp_path, coretype):
+    # OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE forces one); a dot product
+    # summed in another order once changed a COCO area's last digit, and with it the md5
+    script = (
+        "import sys; from pathlib import Path; sys.path[:0] = ['tools', 'scripts']\n"
+        "from make_mini_coco import build_coco_archives; from make_mini_voc import build_archives\n"
+        "out = Path(sys.argv[1]); md5s = {**build_archives(out, seed=0), **build_coco_archives(out, seed=0)}\n"
+        "print(sorted(md5s.items()))"
+    )
+    env = {**os.environ, "OPENBLAS_CORETYPE": coretype}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(sorted(mini_archives.md5s.items()))
 
 
 def test_another_seed_gives_other_archives(mini_archives, tmp_path):

@@ -251,3 +251,31 @@ def test_snakemake_check_of_the_study_config(login_node):
         "| voc | 200 | 0 | 1,464 | 18,400 | study voc, 200 epochs | 67.91 | backbone, pretrained | 0 |",
     ):
         assert line in result.stdout, result.stdout[:3000]
+
+
+def test_demo_summary_sets_every_run_beside_its_reference_and_says_it_is_far_below(study):
+    from conftest import DEMO, DEMO_VOC, OUT, read_ids
+
+    with open(study / f"{OUT}/tables/summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    sets = {"voc": ["train"], "vocaug": ["train", "aug"]}
+    expected = {"voc": ("study voc, 200 epochs", 67.91), "vocaug": ("upernet_r18_4xb4-20k_voc12aug-512x512", 72.9)}
+    for row in rows:
+        name, miou = expected[row["variant"]]
+        images = sum(len(read_ids(study / f"{DEMO_VOC}/ImageSets/Segmentation/{s}.txt")) for s in sets[row["variant"]])
+        assert int(row["iterations"]) == int(row["epochs"]) * -(-images // DEMO["training"]["batch_per_gpu"])
+        assert (row["reference"], float(row["reference_mIoU"])) == (name, miou)
+        assert float(row["vs_reference"]) == pytest.approx(float(row["mIoU"]) - miou, abs=0.011)
+        assert row["reference_flag"].startswith("far below: ")  # tiny CPU runs, tens of points below
+        assert {"data", "crop", "pretrained", "iterations"} <= set(row["reference_differs"].split(", "))
+        assert row["reference_mIoU_msflip"] == "" and row["vs_reference_tta"] == ""  # TTA is off
+    summary = (study / f"{OUT}/tables/summary.md").read_text()
+    assert f"**Far below their reference: {len(rows)} of {len(rows)} runs**" in summary
+    findings = (study / f"{OUT}/report/workflow.rst").read_text()
+    assert "**Against published references**" in findings and "far below" in findings
+    with open(study / f"{OUT}/tables/recipe_check.csv") as handle:
+        checks = list(csv.DictReader(handle))
+    warnings = [r["run"] for r in checks if r["setting"] == "warning"]
+    assert warnings and all("SyncBN with one process" in w for w in warnings)  # the demo trains on one process
+    with open(study / f"{OUT}/tables/per_class_iou.csv") as handle:
+        assert not any("published" in column for column in next(csv.reader(handle)))  # no 200-epoch R-50 run

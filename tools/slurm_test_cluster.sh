@@ -89,10 +89,12 @@ PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 EOF
     cat >"$CONF_DIR/gres.conf" <<EOF
+# written by tools/slurm_test_cluster.sh for the tests
 AutoDetect=off
 Name=gpu File=$RUN/gpu/nvidia[0-1]
 EOF
     cat >"$CONF_DIR/slurmdbd.conf" <<EOF
+# written by tools/slurm_test_cluster.sh for the tests
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 DbdHost=localhost
@@ -162,6 +164,13 @@ stop() {
             log "stopped $daemon"
         fi
         rm -f "$pidfile"
+    done
+    # A slurm.conf without a controller makes every later `snakemake` wait on the
+    # executor plugin's `scontrol show config` (~9 s): remove the ones written here.
+    for conf in slurm.conf gres.conf slurmdbd.conf; do
+        if head -1 "$CONF_DIR/$conf" 2>/dev/null | grep -q "written by tools/slurm_test_cluster.sh"; then
+            rm -f "$CONF_DIR/$conf"
+        fi
     done
 }
 

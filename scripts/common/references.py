@@ -250,14 +250,15 @@ def recipe_warnings(recipe: dict, reference: dict) -> list[str]:
             "pretrained: null on the official data: random init trains far below every "
             "published (ImageNet-initialised) reference"
         )
-    ref_batch = ref.get("total_batch")
-    mine_16 = _lr_at_16(recipe["lr"], recipe["total_batch"])
-    theirs_16 = _lr_at_16(ref.get("lr"), ref_batch) or (ref["lr_per_image"] * 16 if ref.get("lr_per_image") else None)
-    if ref_batch and ref_batch != recipe["total_batch"] and theirs_16 and not math.isclose(mine_16, theirs_16, rel_tol=1e-6):
+    ref_batch, ref_lr = ref.get("total_batch"), ref.get("lr")
+    # the reference's lr carried over unchanged to another batch (a deliberately other
+    # lr is a difference of the lr row, not this trap)
+    if ref_batch and ref_lr and ref_batch != recipe["total_batch"] and math.isclose(recipe["lr"], ref_lr, rel_tol=1e-6):
+        scaled = ref_lr * recipe["total_batch"] / ref_batch
         warnings.append(
             f"total batch {recipe['total_batch']} differs from the reference's {ref_batch} without linear "
-            f"scaling: lr {recipe['lr']:g} is {mine_16:g} per 16 images, the reference's {theirs_16:g} "
-            f"(set training.base_lr/base_batch_size so that lr = base_lr x total batch / base batch)"
+            f"scaling: lr {recipe['lr']:g} is the reference's own, where the rule gives {scaled:g} "
+            f"(training.base_lr {ref_lr:g} with base_batch_size {ref_batch})"
         )
     if recipe["norm"]["type"] == "BN" and (ref.get("norm") or {}).get("type") == "SyncBN":
         warnings.append(
