@@ -112,7 +112,8 @@ def reference_findings(rows: list[dict]) -> list[str]:
         )
     flagged = sum(1 for runs in groups.values() if any(r["reference_flag"] for r in runs))
     verdict = (
-        f"{flagged} of {len(groups)} are far below theirs: read the differences in ``recipe_check`` first."
+        f"{flagged} of {len(groups)} variant and epoch-count pairs are far below theirs: "
+        "read the differences in ``recipe_check`` first."
         if flagged
         else "None is far below its reference."
     )

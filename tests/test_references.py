@@ -279,3 +279,16 @@ def test_demo_summary_sets_every_run_beside_its_reference_and_says_it_is_far_bel
     assert warnings and all("SyncBN with one process" in w for w in warnings)  # the demo trains on one process
     with open(study / f"{OUT}/tables/per_class_iou.csv") as handle:
         assert not any("published" in column for column in next(csv.reader(handle)))  # no 200-epoch R-50 run
+
+
+def test_findings_say_how_each_variant_and_epoch_count_compares():
+    from findings import reference_findings
+
+    row = {"variant": "vocaug", "epochs": "30", "reference": "upernet_r50_4xb4-20k_voc12aug-512x512",
+           "reference_mIoU": "74.82", "reference_differs": "nothing", "reference_flag": ""}  # fmt: skip
+    healthy = reference_findings([{**row, "seed": "0", "mIoU": "75.1"}, {**row, "seed": "1", "mIoU": "74.9"}])
+    assert "vocaug (30 epochs, 2 seeds): 75.0 against 74.82 for upernet_r50_4xb4-20k_voc12aug-512x512 (+0.2;" in healthy[0]
+    assert healthy[0].endswith("None is far below its reference.")
+    low = reference_findings([{**row, "seed": "0", "mIoU": "60.0", "reference_flag": "far below: 14.8 points below"}])
+    assert "(-14.8 — far below; differs in nothing)" in low[0] and "1 of 1 variant and epoch-count pairs" in low[0]
+    assert reference_findings([]) == []

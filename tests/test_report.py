@@ -76,7 +76,7 @@ def test_report_builds_with_every_figure_and_table(study):
     result = run_snakemake(study, "--report", "results/demo/report.html", "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (study / "results/demo/report.html").read_text()
-    for name in [*(f"{f}.png" for f in FIGURES), "summary.csv", "per_class_iou.csv"]:
+    for name in [*(f"{f}.png" for f in FIGURES), "summary.csv", "per_class_iou.csv", "recipe_check.csv"]:
         assert name in html, name
 
 
