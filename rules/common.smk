@@ -423,7 +423,7 @@ REPORT_RUN_FILES += extra_evaluations()
 OOD = config["evaluation"]["ood"]
 TABLES = [
     f"{name}.{ext}"
-    for name in ("summary", "per_class_iou", "generalization")
+    for name in ("summary", "per_class_iou", "generalization", "recipe_check")
     for ext in ("csv", "md")
 ]
 FIGURES = [
@@ -445,11 +445,7 @@ TRAIN_LISTS = sorted(
 def report_outputs(view):
     return (
         [f"{view}/tables/{t}" for t in TABLES]
-        + [
-            f"{OUT}/tables/{name}.{e}"
-            for name in ("annotations", "recipe_check")
-            for e in ("csv", "md")
-        ]
+        + [f"{OUT}/tables/annotations.{e}" for e in ("csv", "md")]
         + [f"{view}/report/workflow.rst"]
         + [f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     )

@@ -27,13 +27,13 @@ rule recipe_check:
         references=REFERENCES_FILE,
     output:
         csv=report(
-            f"{OUT}/tables/recipe_check.csv",
+            "{view}/tables/recipe_check.csv",
             caption="../report/recipe_check.rst",
             category="Tables",
         ),
-        md=f"{OUT}/tables/recipe_check.md",
+        md="{view}/tables/recipe_check.md",
     log:
-        f"logs/recipe_check/{OUT}.log",
+        "logs/recipe_check/{view}.log",
     conda:
         "../envs/data.yaml"
     params:
@@ -46,7 +46,7 @@ rule recipe_check:
 # `snakemake check`: that table on the terminal, before a sweep is submitted
 rule check:
     input:
-        rules.recipe_check.output.md,
+        f"{OUT}/tables/recipe_check.md",
     log:
         "logs/check.log",
     conda:
