@@ -596,11 +596,11 @@ def recipe_checks():
     )
 
 
-def published_columns(view):
-    """{epochs: {variant: (reference name, per-class IoU)}} of the compared variants
-    where a published per-class table has the same recipe and epoch count."""
+def get_published_columns(wildcards):
+    """{epochs: {variant: (reference name, per-class IoU)}} of the view's compared
+    variants where a published per-class table has the same recipe and epoch count."""
     columns = {}
-    for run in compared_runs(view):
+    for run in compared_runs(wildcards.view):
         recipe = {**VARIANT_RECIPES[run["variant"]], "epochs": run["epochs"]}
         reference = published_reference(recipe, REFERENCES["references"])
         if reference:

@@ -57,7 +57,7 @@ rule compare_per_class:
         bootstrap=config["report"]["bootstrap"],
         threshold=config["report"]["improvement_threshold"],
         # the study's published per-class IoU, where a compared run has its recipe
-        published=lambda w: published_columns(w.view),
+        published=get_published_columns,
     script:
         "../scripts/compare_per_class.py"
 
