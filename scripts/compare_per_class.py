@@ -157,9 +157,11 @@ def footnote(results: dict[int, dict], compare, confidence: float) -> str:
 
 
 def markdown(
-    results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float, published: dict
-) -> str:
+    results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float,
+    published: dict | None = None,
+) -> str:  # fmt: skip
     baseline, other = compare
+    published = published or {}
     _, decimals = table_precision(results)
     header = ["class"]
     for e in results:
