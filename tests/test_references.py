@@ -292,3 +292,11 @@ def test_findings_say_how_each_variant_and_epoch_count_compares():
     low = reference_findings([{**row, "seed": "0", "mIoU": "60.0", "reference_flag": "far below: 14.8 points below"}])
     assert "(-14.8 — far below; differs in nothing)" in low[0] and "1 of 1 variant and epoch-count pairs" in low[0]
     assert reference_findings([]) == []
+
+
+def test_a_reference_that_publishes_its_batch_but_not_its_gpus_is_compared_on_the_batch():
+    reference = {**REFERENCES["references"][1], "recipe": {**REFERENCES["references"][1]["recipe"], "gpus": None}}
+    rows = {r["setting"]: r for r in check_run(recipe(30), {**REFERENCES, "references": [reference]})["rows"]}
+    assert rows["total batch"]["reference"] == "16" and not rows["total batch"]["differs"]
+    rows = {r["setting"]: r for r in check_run(recipe(30, gpus=1), {**REFERENCES, "references": [reference]})["rows"]}
+    assert rows["total batch"]["differs"] and rows["total batch"]["run"] == "8 (1 GPU x 8)"

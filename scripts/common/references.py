@@ -201,9 +201,11 @@ def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]
     add("crop", _pair(recipe["crop"]), _pair(ref["crop"]))
     add("resize scale", _pair(recipe["scale"]), _pair(ref["scale"]) if ref.get("scale") else None)
     add("augmentation", _augment(recipe["augment"]), _augment(ref["augment"]) if ref.get("augment") else None)
-    ref_batch = ref.get("total_batch")
-    add("total batch", f"{recipe['total_batch']} ({recipe['gpus']} GPU x {recipe['batch_per_gpu']})",
-        None if ref_batch is None else f"{ref_batch} ({ref['gpus']} GPU x {ref_batch // ref['gpus']})",
+    ref_batch, ref_gpus = ref.get("total_batch"), ref.get("gpus")
+    theirs = None if ref_batch is None else str(ref_batch)
+    if ref_batch and ref_gpus:
+        theirs += f" ({ref_gpus} GPU x {ref_batch // ref_gpus})"
+    add("total batch", f"{recipe['total_batch']} ({recipe['gpus']} GPU x {recipe['batch_per_gpu']})", theirs,
         differs=ref_batch is not None and ref_batch != recipe["total_batch"])  # fmt: skip
     mine_16 = _lr_at_16(recipe["lr"], recipe["total_batch"])
     theirs_16 = _lr_at_16(ref.get("lr"), ref_batch) or (ref["lr_per_image"] * 16 if ref.get("lr_per_image") else None)
