@@ -174,6 +174,7 @@ def test_published_tables_agree_with_their_mIoU():
         (lambda d: d["references"][5]["per_class"].update(bicycle=99.0), "the mean of per_class is 69.57, not its mIoU 67.91"),
         (lambda d: d["references"][5]["per_class"].pop("sofa"), "per_class must name the 21 VOC classes"),
         (lambda d: d["references"][0]["recipe"].update(epochs=30), "as iterations or as epochs"),
+        (lambda d: d["sources"]["mmseg_zoo"]["recipe"].pop("stem"), "its recipe (with its source's) lacks stem"),
     ],
 )
 def test_a_broken_references_file_is_an_error_naming_file_and_entry(tmp_path, edit, message):

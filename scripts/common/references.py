@@ -50,7 +50,7 @@ def load_references(path, validate: bool = True) -> dict:
         if entry["dataset"] not in data["datasets"]:
             raise ReferenceError(f"{where}: unknown dataset {entry['dataset']!r} ({', '.join(data['datasets'])})")
         recipe = {**data["sources"][entry["source"]]["recipe"], **entry["recipe"]}
-        missing = [k for k in ("depth", "crop", "backbone", "pretrained") if k not in recipe]
+        missing = [k for k in ("backbone", "stem", "depth", "pretrained", "crop") if k not in recipe]
         if missing:
             raise ReferenceError(f"{where}: its recipe (with its source's) lacks {', '.join(missing)}")
         if ("iterations" in recipe) == ("epochs" in recipe):
@@ -62,7 +62,8 @@ def load_references(path, validate: bool = True) -> dict:
             mean = sum(per_class.values()) / len(per_class)
             if abs(mean - entry["mIoU"]) > 0.01:
                 raise ReferenceError(f"{where}: the mean of per_class is {mean:.2f}, not its mIoU {entry['mIoU']}")
-        references.append({**entry, "recipe": recipe, "source_description": data["sources"][entry["source"]]["description"]})
+        description = data["sources"][entry["source"]]["description"]
+        references.append({**entry, "recipe": recipe, "source_description": description})
     return {"datasets": data["datasets"], "references": references}
 
 
