@@ -143,6 +143,9 @@ def reuse_demo(workdir: Path, mini_archives) -> bool:
     for path in DEMO_STATE:
         shutil.rmtree(workdir / path, ignore_errors=True)
         shutil.copytree(REPO / path, workdir / path, symlinks=True)
+    # outputs of a later `make demo` killed midway: Snakemake's markers make them rerun
+    if (REPO / ".snakemake/incomplete").exists():
+        shutil.copytree(REPO / ".snakemake/incomplete", workdir / ".snakemake/incomplete")
     return True
 
 
