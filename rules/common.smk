@@ -6,6 +6,7 @@
 #   5. resources of the GPU jobs, and what the sweep costs
 #   6. the report: its two views, and the runs each figure reads
 #   7. published references: each variant's recipe, what `snakemake check` compares
+#   8. attribution: which runs separate the compared change into its parts
 # Input functions that rules call are named get_*.
 
 import hashlib
@@ -31,6 +32,9 @@ from common.mmseg_config import (
 )
 from common.references import ReferenceError, load_references, published_reference
 from common.references import run_recipe, variant_recipe
+from common.subsets import SubsetError, budget_epochs, budget_name, check_labels, member_name
+from common.subsets import annotation_source, parse_budget, subset_name, subset_size
+from common.attribution import model_key, plan_attribution
 from common.voc import OFFICIAL_COUNTS, read_id_list
 
 
@@ -56,6 +60,7 @@ def _whole_numbers(key):
 
 
 _whole_numbers("epochs")
+_whole_numbers("iterations")
 _whole_numbers("seeds")
 
 # A wrong key or type fails here, before any job, with the key's name.
@@ -117,6 +122,32 @@ def check_config():
             raise WorkflowError(str(error))
         if weights and pretrained not in PRETRAINED_URLS and not os.path.isfile(weights):
             raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
+        members = [member_name(s) for s in variant["train_sets"]]
+        if len(set(members)) < len(members):
+            raise WorkflowError(
+                f"variants.{name}.train_sets: a list is given twice ({', '.join(members)})"
+            )
+        try:
+            for index, train_set in enumerate(variant["train_sets"]):
+                check_labels(train_set, f"variants.{name}.train_sets[{index}]")
+        except SubsetError as error:
+            raise WorkflowError(str(error))
+        if "subset_seed" in variant and "subset" not in variant:
+            raise WorkflowError(f"variants.{name}.subset_seed: the variant has no subset")
+        if not variant_budgets(name):
+            raise WorkflowError(
+                f"variants.{name}: no run to train (its epochs and iterations are both empty)"
+            )
+
+
+def variant_budgets(name):
+    """Budgets of variant `name`: e<epochs> then i<iterations> (the study's, or its own)."""
+    variant = config["variants"][name]
+    return [
+        budget_name(kind, amount)
+        for kind in ("epochs", "iterations")
+        for amount in variant.get(kind, config[kind])
+    ]
 
 
 check_config()
@@ -140,10 +171,12 @@ VOC = f"{DATA}/VOCdevkit/VOC2012"
 SBD = f"{DATA}/VOCdevkit/VOCaug/dataset"
 SPLITS = f"{VOC}/ImageSets/Segmentation"
 OUT = config["results"]  # this study's runs, tables, figures
-RUN = f"{OUT}/runs/{{variant}}/e{{epochs}}-s{{seed}}"  # a run's outputs and its jobs' logs
+# a run: a variant trained for a budget (e<epochs> or i<iterations>) from a seed
+RUN = f"{OUT}/runs/{{variant}}/{{budget}}-s{{seed}}"  # a run's outputs and its jobs' logs
 WORK = (
-    f"{OUT}/work/{{variant}}/e{{epochs}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
+    f"{OUT}/work/{{variant}}/{{budget}}-s{{seed}}"  # its checkpoints (never deleted by Snakemake)
 )
+SUBSETS = f"{SPLITS}/subsets"  # the lists of variants' subsets
 SNAPSHOT = f"{OUT}/snapshot"
 # sets from outside VOC, in VOC's layout (evaluation.ood)
 COCO_KEY = f"images-{_source_key('coco_images')}_annotations-{_source_key('coco_annotations')}"
@@ -161,8 +194,10 @@ OOD_SETS = {
 wildcard_constraints:
     archive=r"[^/]+",
     variant="|".join(re.escape(v) for v in config["variants"]),
-    epochs=r"\d+",
+    budget=r"[ei]\d+",
     seed=r"\d+",
+    subset=r"[^/]+",
+    member=r"[^/]+",
     ood="|".join(OOD_SETS),
     view=f"{re.escape(OUT)}|{re.escape(SNAPSHOT)}",
 
@@ -227,18 +262,25 @@ def data_stage_outputs():
         f"{VOC}/JPEGImages",
         f"{VOC}/SegmentationClass",
         f"{VOC}/SegmentationClassAug",
-        *(f"{SPLITS}/{split}.txt" for split in ("train", "val", "trainaug", "aug")),
+        f"{VOC}/SegmentationClassSBD",
+        *(f"{SPLITS}/{split}.txt" for split in ("train", "val", "trainaug", "aug", "train_sbd")),
     ]
 
 
 # ==== 4. the run grid ==============================================================
 RUNS = [
-    {"variant": variant, "epochs": epochs, "seed": seed}
+    {"variant": variant, "budget": budget, "seed": seed}
     for variant in config["variants"]
-    for epochs in config["epochs"]
-    for seed in config["seeds"]
+    for budget in variant_budgets(variant)
+    for seed in config["variants"][variant].get("seeds", config["seeds"])
 ]
 MODEL_OVERRIDES = ("depth", "loss", "pretrained")
+
+
+def budget_order(budget):
+    """Sort key of budgets: epoch counts (the study's axis) after iteration budgets, each by size."""
+    kind, amount = parse_budget(budget)
+    return (kind == "epochs", amount)
 
 
 def _variant_settings(name):
@@ -248,10 +290,58 @@ def _variant_settings(name):
     settings.update({k: variant[k] for k in MODEL_OVERRIDES if k in variant})
     settings["augment"] = {**AUGMENT_DEFAULTS, **training["augment"], **variant.get("augment", {})}
     settings["train_sets"] = variant["train_sets"]
+    if "subset" in variant:
+        settings["subset"] = {**variant["subset"], "seed": variant.get("subset_seed", 0)}
     return settings
 
 
 VARIANT_SETTINGS = {name: _variant_settings(name) for name in config["variants"]}
+
+
+def variant_subset(name):
+    """The subset folder name of variant `name`, or None when it trains on whole lists."""
+    settings = VARIANT_SETTINGS[name]
+    if "subset" not in settings:
+        return None
+    spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+    return subset_name(settings["train_sets"], spec, settings["subset"]["seed"])
+
+
+# Every subset of the config, by folder name: its lists and how many images it keeps.
+SUBSET_SPECS = {
+    variant_subset(name): VARIANT_SETTINGS[name]["subset"]
+    for name in config["variants"]
+    if variant_subset(name)
+}
+SUBSET_SETS = {
+    variant_subset(name): VARIANT_SETTINGS[name]["train_sets"]
+    for name in config["variants"]
+    if variant_subset(name)
+}
+
+
+def variant_lists(name):
+    """The lists variant `name` trains on, one per train set: its subset's, or the whole lists."""
+    settings, subset = VARIANT_SETTINGS[name], variant_subset(name)
+    if subset:
+        return [f"{SUBSETS}/{subset}/{member_name(s)}.txt" for s in settings["train_sets"]]
+    return [f"{SPLITS}/{s['split']}.txt" for s in settings["train_sets"]]
+
+
+VARIANT_LISTS = {name: variant_lists(name) for name in config["variants"]}
+
+
+def get_subset_lists(wildcards):
+    """The whole lists a subset is drawn from."""
+    return [f"{SPLITS}/{s['split']}.txt" for s in SUBSET_SETS[wildcards.subset]]
+
+
+def get_subset_members(wildcards):
+    return [member_name(s) for s in SUBSET_SETS[wildcards.subset]]
+
+
+def get_subset_spec(wildcards):
+    return _canonical(SUBSET_SPECS[wildcards.subset])
 
 
 def _canonical(value):
@@ -265,12 +355,18 @@ def _canonical(value):
 
 
 def get_run_settings(wildcards):
-    """Everything that determines the result of run {variant}/e{epochs}-s{seed}."""
+    """Everything that determines the result of run {variant}/{budget}-s{seed}; the
+    epochs of an iteration budget follow from the lists when the config is rendered."""
+    settings = dict(VARIANT_SETTINGS[wildcards.variant])
+    settings["train_sets"] = [
+        {**s, "ann_file": os.path.relpath(path, VOC)}
+        for s, path in zip(settings["train_sets"], VARIANT_LISTS[wildcards.variant])
+    ]
     return _canonical(
         {
-            **VARIANT_SETTINGS[wildcards.variant],
+            **settings,
             "variant": wildcards.variant,
-            "epochs": int(wildcards.epochs),
+            "budget": wildcards.budget,
             "seed": int(wildcards.seed),
             "data_root": VOC,
             "work_dir": WORK.format(**wildcards),
@@ -278,12 +374,17 @@ def get_run_settings(wildcards):
     )
 
 
+def get_run_lists(wildcards):
+    """The training lists of a run (its config's epoch count and ann_files come from them)."""
+    return VARIANT_LISTS[wildcards.variant]
+
+
 def get_train_data(wildcards):
     """The lists and label folders a run reads, the val set, and its backbone weights."""
     settings = VARIANT_SETTINGS[wildcards.variant]
     inputs = [f"{VOC}/JPEGImages", f"{SPLITS}/val.txt", f"{VOC}/SegmentationClass"]
-    for train_set in settings["train_sets"]:
-        inputs += [f"{SPLITS}/{train_set['split']}.txt", f"{VOC}/{train_set['labels']}"]
+    inputs += VARIANT_LISTS[wildcards.variant]
+    inputs += [f"{VOC}/{train_set['labels']}" for train_set in settings["train_sets"]]
     weights = pretrained_file(settings["pretrained"])
     if weights:
         inputs.append(weights)
@@ -291,30 +392,34 @@ def get_train_data(wildcards):
 
 
 # The training-image sample of each set of training lists (evaluation.train_sample):
-# variants that train on the same lists share it.
-def _sample_name(train_sets):
-    sets = "+".join(f"{s['split']}-{s['labels']}" for s in train_sets)
+# variants that train on the same lists (the same subset) share it.
+def _sample_name(variant):
+    sets = variant_subset(variant) or "+".join(
+        member_name(s) for s in VARIANT_SETTINGS[variant]["train_sets"]
+    )
     return f"{sets}_n{config['evaluation']['train_sample']}_s{config['evaluation']['sample_seed']}"
 
 
-SAMPLES = {_sample_name(v["train_sets"]): v["train_sets"] for v in VARIANT_SETTINGS.values()}
+SAMPLES = {_sample_name(v): v for v in config["variants"]}
 
 
 def get_train_sample(wildcards):
     """The sample folder of run {variant}'s training images."""
-    return f"{DATA}/train_samples/{_sample_name(VARIANT_SETTINGS[wildcards.variant]['train_sets'])}"
+    return f"{DATA}/train_samples/{_sample_name(wildcards.variant)}"
 
 
 def get_sample_train_sets(wildcards):
-    return _canonical(SAMPLES[wildcards.sample])
+    return _canonical(VARIANT_SETTINGS[SAMPLES[wildcards.sample]]["train_sets"])
 
 
 def get_sample_lists(wildcards):
-    return [f"{SPLITS}/{s['split']}.txt" for s in SAMPLES[wildcards.sample]]
+    return VARIANT_LISTS[SAMPLES[wildcards.sample]]
 
 
 def get_sample_label_dirs(wildcards):
-    return [f"{VOC}/{s['labels']}" for s in SAMPLES[wildcards.sample]]
+    return [
+        f"{VOC}/{s['labels']}" for s in VARIANT_SETTINGS[SAMPLES[wildcards.sample]]["train_sets"]
+    ]
 
 
 def get_pretrained_url(wildcards):
@@ -361,13 +466,49 @@ def planned_split_size(split):
     return config["estimates"]["split_sizes"].get(split, 0)
 
 
-def run_minutes(variant, epochs, split_size=planned_split_size):
-    """Estimated wall time of one run on its GPUs."""
+def planned_images(variant, split_size=planned_split_size):
+    """Training images of variant `variant`: its lists' sizes, or its subset's."""
     settings = VARIANT_SETTINGS[variant]
+    total = sum(split_size(s["split"]) for s in settings["train_sets"])
+    if "subset" not in settings:
+        return total
+    spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+    if not total:  # sizes unknown before the data stage (no official count, no estimate)
+        return spec.get("size", 0)
+    return subset_size(spec, total, f"variants.{variant}")
+
+
+def check_subsets():
+    """A subset that does not fit its set fails before any job, naming the variant
+    (with planned sizes; the job that draws it checks the real lists again)."""
+    for name, settings in VARIANT_SETTINGS.items():
+        if "subset" in settings:
+            total = sum(planned_split_size(s["split"]) for s in settings["train_sets"])
+            spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+            try:
+                # an unknown set size (no official count, no estimate) checks the form only
+                subset_size(spec, total if total else 2**62, f"variants.{name}")
+            except SubsetError as error:
+                raise WorkflowError(str(error))
+
+
+check_subsets()
+
+
+def run_epochs(variant, budget, images):
+    """Epochs run {variant}/{budget} trains over `images` training images."""
+    settings = VARIANT_SETTINGS[variant]
+    return budget_epochs(budget, max(images, 1), settings["gpus"], settings["batch_per_gpu"])
+
+
+def run_minutes(variant, budget, images=None, val_images=None):
+    """Estimated wall time of one run on its GPUs (planned set sizes unless given)."""
+    settings = VARIANT_SETTINGS[variant]
+    images = planned_images(variant) if images is None else images
     return train_minutes(
-        train_images=sum(split_size(s["split"]) for s in settings["train_sets"]),
-        val_images=split_size("val"),
-        epochs=epochs,
+        train_images=images,
+        val_images=planned_split_size("val") if val_images is None else val_images,
+        epochs=run_epochs(variant, budget, images),
         val_interval=settings["val_interval"],
         images_per_second=IMAGES_PER_SECOND,
         gpus=settings["gpus"],
@@ -378,13 +519,17 @@ def get_train_runtime(wildcards, input, attempt):
     """Minutes to ask for: from the lists the job trains on, which exist when it is
     submitted (Snakemake evaluates resources again then); planned sizes before."""
 
-    def split_size(split):
-        path = f"{SPLITS}/{split}.txt"
-        if path in input.data and os.path.exists(path):
-            return len(read_id_list(path))
-        return planned_split_size(split)
+    def size(paths):
+        if all(p in input.data and os.path.exists(p) for p in paths):
+            return sum(len(read_id_list(p)) for p in paths)
+        return None
 
-    minutes = run_minutes(wildcards.variant, int(wildcards.epochs), split_size)
+    minutes = run_minutes(
+        wildcards.variant,
+        wildcards.budget,
+        size(VARIANT_LISTS[wildcards.variant]),
+        size([f"{SPLITS}/val.txt"]),
+    )
     return runtime_request(minutes, attempt)
 
 
@@ -395,11 +540,11 @@ def get_attempt(wildcards, attempt):
 def cost_summary():
     """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only)."""
     return sweep_summary(
-        [run_minutes(run["variant"], run["epochs"]) for run in RUNS],
+        [run_minutes(run["variant"], run["budget"]) for run in RUNS],
         gpus=TRAIN_GPUS,
         variants=len(config["variants"]),
-        epoch_counts=len(config["epochs"]),
-        seeds=len(config["seeds"]),
+        budgets=len({run["budget"] for run in RUNS}),
+        seeds=len({run["seed"] for run in RUNS}),
         images_per_second=IMAGES_PER_SECOND,
         gpu_model=config["estimates"]["gpu_model"],
         evaluations_per_run=1 + len(extra_evaluations()) + int(config["evaluation"]["tta"]),
@@ -411,6 +556,7 @@ def cost_summary():
 # `all` builds) and OUT/snapshot (only the runs that have finished, for a look
 # mid-sweep: target `snapshot`).
 REPORT_RUN_FILES = [
+    "train_set.json",
     "metrics.json",
     "history.csv",
     "confusion.npy",
@@ -423,7 +569,7 @@ REPORT_RUN_FILES += extra_evaluations()
 OOD = config["evaluation"]["ood"]
 TABLES = [
     f"{name}.{ext}"
-    for name in ("summary", "per_class_iou", "generalization", "recipe_check")
+    for name in ("summary", "per_class_iou", "generalization", "recipe_check", "attribution")
     for ext in ("csv", "md")
 ]
 FIGURES = [
@@ -435,10 +581,17 @@ FIGURES = [
     "confusion_hard_classes",
     "generalization_gap",
     "annotation_agreement",
+    "data_scaling",
 ]
-# lists of every training set of the config (the class-frequency columns)
+# The class-frequency columns of the annotations table: variants trained on whole
+# lists (a subset's frequency would be a sample of its lists'), and those lists.
+WHOLE_LIST_VARIANTS = {
+    name: VARIANT_SETTINGS[name]["train_sets"]
+    for name in config["variants"]
+    if not variant_subset(name)
+}
 TRAIN_LISTS = sorted(
-    {f"{SPLITS}/{s['split']}.txt" for v in config["variants"].values() for s in v["train_sets"]}
+    {f"{SPLITS}/{s['split']}.txt" for sets in WHOLE_LIST_VARIANTS.values() for s in sets}
 )
 
 
@@ -460,24 +613,25 @@ def view_runs(view):
 
 
 def compared_runs(view):
-    """Runs of the two compared variants, at the epoch counts where both have runs."""
+    """Runs of the two compared variants, at the budgets where both have runs."""
     runs = view_runs(view)
     a, b = config["report"]["compare"]
-    epochs = {r["epochs"] for r in runs if r["variant"] == a} & {
-        r["epochs"] for r in runs if r["variant"] == b
+    budgets = {r["budget"] for r in runs if r["variant"] == a} & {
+        r["budget"] for r in runs if r["variant"] == b
     }
-    return [r for r in runs if r["variant"] in (a, b) and r["epochs"] in epochs]
+    return [r for r in runs if r["variant"] in (a, b) and r["budget"] in budgets]
 
 
 def final_runs(view):
-    """Per variant, its runs at the longest epoch count of the view (first seed)."""
+    """Per variant, its run of the longest budget of the view (first seed): the longest
+    epoch count, or where it has none, the largest iteration budget."""
     runs = view_runs(view)
     chosen = []
     for variant in config["variants"]:
         mine = [r for r in runs if r["variant"] == variant]
         if mine:
-            longest = max(r["epochs"] for r in mine)
-            chosen.append(min((r for r in mine if r["epochs"] == longest), key=lambda r: r["seed"]))
+            longest = max((r["budget"] for r in mine), key=budget_order)
+            chosen.append(min((r for r in mine if r["budget"] == longest), key=lambda r: r["seed"]))
     return chosen
 
 
@@ -533,7 +687,7 @@ def check_report_complete():
         if not all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
     ]
     if missing:
-        names = ", ".join(f"{r['variant']} e{r['epochs']}-s{r['seed']}" for r in missing)
+        names = ", ".join(f"{r['variant']} {r['budget']}-s{r['seed']}" for r in missing)
         raise WorkflowError(
             f"the report would show tables without {len(missing)} run(s) of this config that "
             f"have not finished: {names}. Run the workflow first, or report the finished runs "
@@ -560,52 +714,101 @@ except (ReferenceError, ConfigFileError) as error:
 
 def _official_data(name):
     """True when variant `name` trains on lists of the official archives only."""
-    uses_sbd = any(s["split"] in ("trainaug", "aug") for s in VARIANT_SETTINGS[name]["train_sets"])
+    uses_sbd = any(
+        s["split"] in ("trainaug", "aug", "train_sbd") for s in VARIANT_SETTINGS[name]["train_sets"]
+    )
     return is_official("voc") and (is_official("sbd") or not uses_sbd)
 
 
-VARIANT_RECIPES = {
-    name: variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
-    for name in config["variants"]
-}
-VARIANT_LISTS = {
-    name: [f"{SPLITS}/{s['split']}.txt" for s in VARIANT_SETTINGS[name]["train_sets"]]
-    for name in config["variants"]
-}
+def _variant_recipe(name):
+    """A subset is not the data a reference trained on: its recipe names no dataset."""
+    recipe = variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
+    if variant_subset(name):
+        recipe = {**recipe, "dataset": None, "train_sets": [f"subset {variant_subset(name)}"]}
+    return recipe
 
 
-def planned_recipe(variant, epochs):
+VARIANT_RECIPES = {name: _variant_recipe(name) for name in config["variants"]}
+
+
+def planned_recipe(variant, budget):
     """Run recipe with the planned list sizes (official counts or estimates)."""
-    images = sum(planned_split_size(s["split"]) for s in VARIANT_SETTINGS[variant]["train_sets"])
-    return run_recipe(VARIANT_RECIPES[variant], epochs, images)
+    images = planned_images(variant)
+    return run_recipe(VARIANT_RECIPES[variant], run_epochs(variant, budget, images), images)
 
 
 def recipe_checks():
-    """`snakemake check`: each variant's run recipe per epoch count (its seeds share it)."""
+    """`snakemake check`: each variant's run recipe per budget (its seeds share it)."""
     return _canonical(
         [
             {
                 "variant": v,
-                "epochs": e,
-                "seeds": list(config["seeds"]),
-                "recipe": planned_recipe(v, e),
+                "budget": b,
+                "seeds": sorted({r["seed"] for r in RUNS if (r["variant"], r["budget"]) == (v, b)}),
+                "recipe": planned_recipe(v, b),
             }
             for v in config["variants"]
-            for e in config["epochs"]
+            for b in variant_budgets(v)
         ]
     )
 
 
 def get_published_columns(wildcards):
-    """{epochs: {variant: (reference name, per-class IoU)}} of the view's compared
+    """{budget: {variant: (reference name, per-class IoU)}} of the view's compared
     variants where a published per-class table has the same recipe and epoch count."""
     columns = {}
     for run in compared_runs(wildcards.view):
-        recipe = {**VARIANT_RECIPES[run["variant"]], "epochs": run["epochs"]}
+        recipe = planned_recipe(run["variant"], run["budget"])
         reference = published_reference(recipe, REFERENCES["references"])
         if reference:
-            columns.setdefault(str(run["epochs"]), {})[run["variant"]] = [
+            columns.setdefault(run["budget"], {})[run["variant"]] = [
                 reference["name"],
                 reference["per_class"],
             ]
     return _canonical(columns)
+
+
+# ==== 8. attribution ===============================================================
+# The compared change (report.compare) split into the parts the config's runs
+# identify (common/attribution.py), and the data-scaling figure's points.
+ATTRIBUTION = _canonical(
+    plan_attribution(
+        VARIANT_SETTINGS,
+        {name: variant_budgets(name) for name in config["variants"]},
+        config["report"]["compare"],
+        {name: planned_images(name) for name in config["variants"]},
+        {
+            (name, budget): planned_recipe(name, budget)["iterations"]
+            for name in config["variants"]
+            for budget in variant_budgets(name)
+        },
+    )
+)
+ATTRIBUTION_PAIRS = {
+    (run["variant"], run["budget"])
+    for part in ATTRIBUTION
+    for run in (part["from"], part["to"])
+    if run
+}
+ANNOTATION_SOURCES = {
+    name: annotation_source(VARIANT_SETTINGS[name]["train_sets"]) for name in config["variants"]
+}
+_BASELINE_MODEL = model_key(VARIANT_SETTINGS[config["report"]["compare"][0]])
+HAS_ITERATION_RUNS = any(parse_budget(run["budget"])[0] == "iterations" for run in RUNS)
+
+
+def attribution_runs(view):
+    """The view's runs that some part of the attribution compares."""
+    return [r for r in view_runs(view) if (r["variant"], r["budget"]) in ATTRIBUTION_PAIRS]
+
+
+def scaling_runs(view):
+    """The data-scaling points: runs of the baseline's model settings at iteration
+    budgets (at epoch counts when the config has no iteration budget)."""
+    wanted = "iterations" if HAS_ITERATION_RUNS else "epochs"
+    return [
+        r
+        for r in view_runs(view)
+        if parse_budget(r["budget"])[0] == wanted
+        and model_key(VARIANT_SETTINGS[r["variant"]]) == _BASELINE_MODEL
+    ]

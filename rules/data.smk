@@ -91,6 +91,8 @@ rule make_trainaug_list:
     output:
         trainaug=f"{SPLITS}/trainaug.txt",
         aug=f"{SPLITS}/aug.txt",
+        # VOC train ids SBD also annotates: the same images under two annotators
+        train_sbd=f"{SPLITS}/train_sbd.txt",
     log:
         f"logs/make_trainaug_list/{DATA_KEY}.log",
     conda:
@@ -112,6 +114,8 @@ rule convert_sbd:
         sbd_cls=rules.extract_sbd.output.cls,
     output:
         labels=directory(f"{VOC}/SegmentationClassAug"),
+        # SBD's label of every id SBD annotates (VOC's never substituted): label sources
+        sbd_labels=directory(f"{VOC}/SegmentationClassSBD"),
     log:
         f"logs/convert_sbd/{DATA_KEY}.log",
     benchmark:
@@ -160,3 +164,22 @@ rule convert_coco:
         ),
     script:
         "../scripts/convert_coco.py"
+
+
+# A variant's subset (variants.<name>.subset): one list per train set, nested for
+# one subset_seed (common/subsets.py), beside the whole lists it is drawn from.
+rule make_subset:
+    input:
+        lists=get_subset_lists,
+    output:
+        f"{SUBSETS}/{{subset}}/{{member}}.txt",
+    log:
+        f"logs/make_subset/{DATA_KEY}/{{subset}}/{{member}}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code("make_subset.py"),
+        members=get_subset_members,
+        subset=get_subset_spec,
+    script:
+        "../scripts/make_subset.py"

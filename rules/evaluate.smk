@@ -1,6 +1,6 @@
 rule evaluate_upernet:
     input:
-        config=rules.render_mmseg_config.output[0],
+        config=rules.render_mmseg_config.output.config,
         checkpoint=rules.train_upernet.output.checkpoint,
         images=f"{VOC}/JPEGImages",
         labels=f"{VOC}/SegmentationClass",
@@ -78,7 +78,7 @@ rule sample_train_images:
 
 use rule evaluate_upernet as evaluate_upernet_train with:
     input:
-        config=rules.render_mmseg_config.output[0],
+        config=rules.render_mmseg_config.output.config,
         checkpoint=rules.train_upernet.output.checkpoint,
         sample=get_train_sample,
     output:
@@ -99,7 +99,7 @@ use rule evaluate_upernet as evaluate_upernet_train with:
 # images with VOC's classes).
 use rule evaluate_upernet as evaluate_upernet_ood with:
     input:
-        config=rules.render_mmseg_config.output[0],
+        config=rules.render_mmseg_config.output.config,
         checkpoint=rules.train_upernet.output.checkpoint,
         images=lambda w: OOD_SETS[w.ood]["images"],
         labels=lambda w: OOD_SETS[w.ood]["labels"],

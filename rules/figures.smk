@@ -10,9 +10,9 @@ rule summarize_runs:
         metrics=get_view_files("metrics.json"),
         history=get_view_files("history.csv"),
         attempts=get_view_files("attempts.tsv"),
+        train_set=get_view_files("train_set.json"),
         tta=get_tta_metrics,
         references=REFERENCES_FILE,
-        lists=TRAIN_LISTS,
     output:
         csv=report(
             "{view}/tables/summary.csv",
@@ -30,7 +30,6 @@ rule summarize_runs:
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
         recipes=_canonical(VARIANT_RECIPES),
-        train_lists=VARIANT_LISTS,
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
         "../scripts/summarize_runs.py"
@@ -94,6 +93,7 @@ rule plot_learning_curves:
     input:
         history=get_view_files("history.csv"),
         metrics=get_view_files("metrics.json"),
+        train_set=get_view_files("train_set.json"),
     output:
         curves=report(
             "{view}/figures/learning_curves.png",
@@ -114,6 +114,7 @@ rule plot_learning_curves:
     params:
         code=code("plot_learning_curves.py"),
         runs=get_runs_param(view_runs),
+        x=config["report"]["learning_curves_x"],
     script:
         "../scripts/plot_learning_curves.py"
 
@@ -225,6 +226,7 @@ rule compare_annotations:
         sbd_train=rules.extract_sbd.output.train,
         sbd_val=rules.extract_sbd.output.val,
         aug_labels=rules.convert_sbd.output.labels,
+        sbd_labels=rules.convert_sbd.output.sbd_labels,
         lists=TRAIN_LISTS,
     output:
         csv=report(
@@ -246,7 +248,7 @@ rule compare_annotations:
     params:
         # convert_sbd.py's readers are imported from it, not from common/
         code=[code("compare_annotations.py"), code("convert_sbd.py")],
-        variants=_canonical({name: v["train_sets"] for name, v in config["variants"].items()}),
+        variants=_canonical(WHOLE_LIST_VARIANTS),
     script:
         "../scripts/compare_annotations.py"
 
@@ -273,9 +275,66 @@ rule plot_annotations:
         "../scripts/plot_annotations.py"
 
 
+# Data quantity, annotation source and compute, separated: the compared change
+# split into the parts the config's runs identify (config/attribution.yaml has
+# the runs that measure every part).
+rule attribution:
+    input:
+        per_image=get_view_files("confusion_per_image.npz", attribution_runs),
+    output:
+        csv=report(
+            "{view}/tables/attribution.csv",
+            caption="../report/attribution.rst",
+            category="Tables",
+        ),
+        md="{view}/tables/attribution.md",
+    log:
+        "logs/attribution/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("attribution.py"),
+        runs=get_runs_param(attribution_runs),
+        parts=ATTRIBUTION,
+        bootstrap=config["report"]["bootstrap"],
+    script:
+        "../scripts/attribution.py"
+
+
+rule plot_data_scaling:
+    input:
+        **{
+            f"ood_{name}": get_view_files(f"ood/{name}/confusion_per_image.npz", scaling_runs)
+            for name in OOD
+        },
+        val=get_view_files("confusion_per_image.npz", scaling_runs),
+        train_set=get_view_files("train_set.json", scaling_runs),
+    output:
+        png=report(
+            "{view}/figures/data_scaling.png",
+            caption="../report/data_scaling.rst",
+            category="Generalization",
+        ),
+        pdf="{view}/figures/data_scaling.pdf",
+        csv="{view}/figures/data_scaling.csv",
+    log:
+        "logs/plot_data_scaling/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("plot_data_scaling.py"),
+        runs=get_runs_param(scaling_runs),
+        sources=ANNOTATION_SOURCES,
+        ood=OOD,
+        bootstrap=config["report"]["bootstrap"],
+    script:
+        "../scripts/plot_data_scaling.py"
+
+
 # The report opens with what the tables say (report/workflow.rst follows).
 rule findings:
     input:
+        attribution=rules.attribution.output.csv,
         per_class=rules.compare_per_class.output.csv,
         generalization=rules.generalization.output.csv,
         annotations=rules.compare_annotations.output.csv,

@@ -70,10 +70,15 @@ rule fetch_pretrained:
 
 
 # Only result-changing settings are params: editing one variant re-renders
-# (and so retrains) only that variant's runs.
+# (and so retrains) only that variant's runs. An iteration budget's epoch count
+# is computed here, from the lists the run trains on.
 rule render_mmseg_config:
+    input:
+        # the run's lists: the images of one epoch, so the epochs of an iteration budget
+        lists=get_run_lists,
     output:
-        f"{RUN}/config.py",
+        config=f"{RUN}/config.py",
+        train_set=f"{RUN}/train_set.json",
     log:
         f"{RUN}/render_config.log",
     conda:
@@ -91,7 +96,7 @@ rule render_mmseg_config:
 # per run (a lock beside its work dir); every attempt's hours in attempts.tsv.
 rule train_upernet:
     input:
-        config=rules.render_mmseg_config.output[0],
+        config=rules.render_mmseg_config.output.config,
         data=get_train_data,
     output:
         # protected: `snakemake --delete-all-output` keeps the trained models

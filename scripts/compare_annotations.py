@@ -254,8 +254,9 @@ def main(snakemake) -> None:
     lists = inputs.lists if isinstance(inputs.lists, (list, tuple)) else [inputs.lists]
     splits = split_paths([inputs.voc_train, inputs.voc_val, *lists])
     label_dirs = {Path(inputs.voc_labels).name: Path(inputs.voc_labels)}
-    if getattr(inputs, "aug_labels", None):
-        label_dirs[Path(inputs.aug_labels).name] = Path(inputs.aug_labels)
+    for folder in ("aug_labels", "sbd_labels"):
+        if getattr(inputs, folder, None):
+            label_dirs[Path(getattr(inputs, folder)).name] = Path(getattr(inputs, folder))
     variants = {name: list(train_sets) for name, train_sets in dict(params.variants).items()}
     training_plan = plan_training_sets(variants, splits, label_dirs)
     files = sum(len(paths) for paths in training_plan.values())

@@ -1,7 +1,7 @@
 """results/tables/per_class_iou.{csv,md}: the study's per-class table, computed,
 with paired-bootstrap intervals (rule compare_per_class).
 
-Per epoch count: the baseline's and the other variant's IoU per class (mean
+Per budget (epoch count or iteration budget): the baseline's and the other variant's IoU per class (mean
 over seeds), their change, its interval, and the study's counts ("N of 21
 classes improved, M by more than 8 points"). Where a published per-class table
 has a compared run's recipe and epoch count (the study's own 200-epoch runs,
@@ -16,24 +16,25 @@ import numpy as np
 from common.jobs import start_log, write_csv, write_text
 from common.stats import align, decimals_for, improvement_sentence, paired_bootstrap
 from common.run_files import read_per_image
+from common.subsets import budget_key, describe_budget
 from common.voc import CLASSES
 
 log = logging.getLogger("compare_per_class")
 
 
-def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
-    """{epochs: bootstrap result (percent)} for every epoch count both variants have."""
+def compare(runs, paths, compare, bootstrap: dict) -> dict[str, dict]:
+    """{budget: bootstrap result (percent)} for every budget both variants have."""
     baseline, other = compare
-    by_epochs: dict[int, dict[str, list]] = {}
+    by_budget: dict[str, dict[str, list]] = {}
     reference_ids = None
     for run, path in zip(runs, paths, strict=True):
         ids, confusion = read_per_image(Path(path))
         if reference_ids is None:
             reference_ids = ids
         confusion = confusion[align(reference_ids, ids)]
-        by_epochs.setdefault(run["epochs"], {baseline: [], other: []})[run["variant"]].append(confusion)
+        by_budget.setdefault(run["budget"], {baseline: [], other: []})[run["variant"]].append(confusion)
     results = {}
-    for epochs, runs_of in sorted(by_epochs.items()):
+    for budget, runs_of in sorted(by_budget.items(), key=lambda item: budget_key(item[0])):
         result = paired_bootstrap(
             runs_of[baseline],
             runs_of[other],
@@ -43,11 +44,11 @@ def compare(runs, paths, compare, bootstrap: dict) -> dict[int, dict]:
             max_resamples=bootstrap["max_resamples"],
             mc_error=bootstrap["mc_error"] / 100,
         )
-        results[epochs] = {
+        results[budget] = {
             key: value if key in ("resamples", "left_out") else value * 100 for key, value in result.items()
         }
-        results[epochs]["seeds"] = (len(runs_of[baseline]), len(runs_of[other]))
-        results[epochs]["images"] = len(reference_ids)
+        results[budget]["seeds"] = (len(runs_of[baseline]), len(runs_of[other]))
+        results[budget]["images"] = len(reference_ids)
     return results
 
 
@@ -55,10 +56,10 @@ def table_columns(compare, epochs, published: dict | None = None) -> list[str]:
     columns = ["class"]
     for e in epochs:
         for variant in compare:
-            columns.append(f"{variant} e{e}")
-            if variant in (published or {}).get(str(e), {}):
-                columns.append(f"{variant} e{e} published")
-        columns += [f"change e{e}", f"change e{e} low", f"change e{e} high", f"change e{e} mc error"]
+            columns.append(f"{variant} {e}")
+            if variant in (published or {}).get(e, {}):
+                columns.append(f"{variant} {e} published")
+        columns += [f"change {e}", f"change {e} low", f"change {e} high", f"change {e} mc error"]
     return columns
 
 
@@ -68,10 +69,10 @@ def add_published(rows: list[dict], published: dict) -> None:
         for variant, (_, per_class) in by_variant.items():
             for row in rows:
                 value = sum(per_class.values()) / len(per_class) if row["class"] == "mIoU" else per_class[row["class"]]
-                row[f"{variant} e{e} published"] = value
+                row[f"{variant} {e} published"] = value
 
 
-def table_rows(results: dict[int, dict], compare) -> list[dict]:
+def table_rows(results: dict[str, dict], compare) -> list[dict]:
     baseline, other = compare
     rows = []
     for index, name in enumerate([*CLASSES, "mIoU"]):
@@ -85,12 +86,12 @@ def table_rows(results: dict[int, dict], compare) -> list[dict]:
                 values["mc_error"] = max(result["change_low_error"][index], result["change_high_error"][index])
             row.update(
                 {
-                    f"{baseline} e{e}": values["baseline"],
-                    f"{other} e{e}": values["other"],
-                    f"change e{e}": values["change"],
-                    f"change e{e} low": values["change_low"],
-                    f"change e{e} high": values["change_high"],
-                    f"change e{e} mc error": values["mc_error"],
+                    f"{baseline} {e}": values["baseline"],
+                    f"{other} {e}": values["other"],
+                    f"change {e}": values["change"],
+                    f"change {e} low": values["change_low"],
+                    f"change {e} high": values["change_high"],
+                    f"change {e} mc error": values["mc_error"],
                 }
             )
         rows.append(row)
@@ -107,7 +108,7 @@ def _number(value, decimals: int, signed=False) -> str:
 ERROR_KEYS = ("change_low_error", "change_high_error", "miou_change_low_error", "miou_change_high_error")
 
 
-def table_precision(results: dict[int, dict]) -> tuple[float, int]:
+def table_precision(results: dict[str, dict]) -> tuple[float, int]:
     """The largest Monte Carlo error of a printed bound, and the decimals it allows."""
     errors = [
         float(np.nanmax(np.concatenate([r[k].ravel() for k in ERROR_KEYS])))
@@ -118,13 +119,13 @@ def table_precision(results: dict[int, dict]) -> tuple[float, int]:
     return error, decimals_for(error)
 
 
-def footnote(results: dict[int, dict], compare, confidence: float) -> str:
+def footnote(results: dict[str, dict], compare, confidence: float) -> str:
     """How the intervals were made and how far their digits can be trusted."""
     baseline, other = compare
     error, decimals = table_precision(results)
     first = next(iter(results.values()), None)
     if first is None:
-        return "No epoch count has runs of both compared variants yet.\n"
+        return "No budget has runs of both compared variants yet.\n"
     resamples = sorted({int(r["resamples"]) for r in results.values()})
     seeds = sorted({r["seeds"] for r in results.values()})
     text = (
@@ -157,7 +158,7 @@ def footnote(results: dict[int, dict], compare, confidence: float) -> str:
 
 
 def markdown(
-    results: dict[int, dict], rows: list[dict], compare, threshold: float, confidence: float,
+    results: dict[str, dict], rows: list[dict], compare, threshold: float, confidence: float,
     published: dict | None = None,
 ) -> str:  # fmt: skip
     baseline, other = compare
@@ -166,31 +167,31 @@ def markdown(
     header = ["class"]
     for e in results:
         for variant in compare:
-            header.append(f"{variant} e{e}")
-            if variant in published.get(str(e), {}):
-                header.append(f"{variant} e{e} (published)")
-        header.append(f"change e{e} [{confidence:.0%} CI]")
+            header.append(f"{variant} {e}")
+            if variant in published.get(e, {}):
+                header.append(f"{variant} {e} (published)")
+        header.append(f"change {e} [{confidence:.0%} CI]")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
         cells = [row["class"]]
         for e in results:
-            low, high = row[f"change e{e} low"], row[f"change e{e} high"]
-            change = _number(row[f"change e{e}"], decimals, signed=True)
+            low, high = row[f"change {e} low"], row[f"change {e} high"]
+            change = _number(row[f"change {e}"], decimals, signed=True)
             if low is not None and not np.isnan(low):
                 bounds = f"{_number(low, decimals, True)}, {_number(high, decimals, True)}"
                 change += f" [{bounds}]" + (" †" if low <= 0 <= high else "")
             for variant in compare:
-                cells.append(_number(row[f"{variant} e{e}"], decimals))
-                if f"{variant} e{e} published" in row:
-                    cells.append(f"{row[f'{variant} e{e} published']:.2f}")
+                cells.append(_number(row[f"{variant} {e}"], decimals))
+                if f"{variant} {e} published" in row:
+                    cells.append(f"{row[f'{variant} {e} published']:.2f}")
             cells.append(change)
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n\n"
     for e, result in results.items():
-        text += f"- {e} epochs ({other} vs {baseline}): {improvement_sentence(result['change'], threshold)}.\n"
+        text += f"- {describe_budget(e)} ({other} vs {baseline}): {improvement_sentence(result['change'], threshold)}.\n"
     for e, by_variant in published.items():
         for variant, (name, _) in by_variant.items():
-            text += f"- {variant} e{e} (published): {name} (report.references).\n"
+            text += f"- {variant} {e} (published): {name} (report.references).\n"
     text += "\n" + footnote(results, compare, confidence)
     return text
 
@@ -203,7 +204,7 @@ def main(snakemake) -> None:
     start_log(snakemake)
     p = snakemake.params
     results = compare(p.runs, snakemake.input.per_image, p.compare, p.bootstrap)
-    published = {e: v for e, v in p.published.items() if int(e) in results}
+    published = {e: v for e, v in p.published.items() if e in results}
     columns = table_columns(p.compare, list(results), published)
     rows = table_rows(results, p.compare)
     add_published(rows, published)

@@ -10,12 +10,13 @@ supports; nothing here is hard-coded.
 """
 
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
 
+from common.attribution import sentence as attribution_sentence
 from common.jobs import start_log, write_text
+from common.subsets import describe_budget, longest_budget, table_budgets
 from common.stats import decimals_for
 
 
@@ -39,30 +40,30 @@ def interval(value: float, low: float, high: float, decimals: int) -> str:
 
 def per_class_findings(rows: list[dict], compare, confidence: float, agreement: dict[str, float]) -> list[str]:
     baseline, other = compare
-    epochs = sorted({int(m.group(1)) for k in (rows[0] if rows else {}) if (m := re.fullmatch(r"change e(\d+)", k))})
+    epochs = table_budgets(rows[0] if rows else {})
     if not epochs:
-        return [f"- No epoch count has runs of both {baseline} and {other} yet."]
-    errors = [number(r[f"change e{e} mc error"]) for r in rows for e in epochs]
+        return [f"- No budget has runs of both {baseline} and {other} yet."]
+    errors = [number(r[f"change {e} mc error"]) for r in rows for e in epochs]
     decimals = decimals_for(max((x for x in errors if not np.isnan(x)), default=0.0))
     miou = next(r for r in rows if r["class"] == "mIoU")
     changes = "; ".join(
-        f"{e} epochs: {interval(*(number(miou[f'change e{e}{s}']) for s in ('', ' low', ' high')), decimals)}"
+        f"{describe_budget(e)}: {interval(*(number(miou[f'change {e}{s}']) for s in ('', ' low', ' high')), decimals)}"
         for e in epochs
     )
     lines = [
         f"- **mIoU change, {other} − {baseline}** (points, {confidence:.0%} bootstrap interval "
         f"over val images and seeds): {changes}."
     ]
-    longest = epochs[-1]
-    classes = [r for r in rows if r["class"] != "mIoU" and not np.isnan(number(r[f"change e{longest}"]))]
-    largest = sorted(classes, key=lambda r: -abs(number(r[f"change e{longest}"])))[:3]
+    longest = longest_budget(epochs)
+    classes = [r for r in rows if r["class"] != "mIoU" and not np.isnan(number(r[f"change {longest}"]))]
+    largest = sorted(classes, key=lambda r: -abs(number(r[f"change {longest}"])))[:3]
     parts = []
     for row in largest:
-        change = interval(*(number(row[f"change e{longest}{s}"]) for s in ("", " low", " high")), decimals)
+        change = interval(*(number(row[f"change {longest}{s}"]) for s in ("", " low", " high")), decimals)
         share = agreement.get(row["class"])
         agree = f"SBD–VOC label agreement {share:.0f}%" if share is not None else "agreement not measured"
         parts.append(f"``{row['class']}`` {change} ({agree})")
-    lines.append(f"- **Largest per-class changes** at {longest} epochs: " + "; ".join(parts) + ".")
+    lines.append(f"- **Largest per-class changes** at {describe_budget(longest)}: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -73,7 +74,8 @@ def generalization_findings(rows: list[dict]) -> list[str]:
     decimals = decimals_for(error)
     longest = {}
     for row in rows:
-        if row["variant"] not in longest or int(row["epochs"]) > int(longest[row["variant"]]["epochs"]):
+        mine = longest.get(row["variant"])
+        if mine is None or longest_budget([mine["budget"], row["budget"]]) == row["budget"] != mine["budget"]:
             longest[row["variant"]] = row
     gaps = [k for k in rows[0] if k.startswith("gap ") and not k.endswith((" low", " high"))]
     if not gaps:
@@ -84,7 +86,7 @@ def generalization_findings(rows: list[dict]) -> list[str]:
             f"{gap[4:]} {interval(number(row[gap]), number(row[f'{gap} low']), number(row[f'{gap} high']), decimals)}"
             for gap in gaps
         )
-        parts.append(f"{variant} ({row['epochs']} epochs): {values}")
+        parts.append(f"{variant} ({describe_budget(row['budget'])}): {values}")
     return [
         "- **Generalization gaps** (mIoU points; train: the run's own training images, val: VOC "
         "val, coco: COCO pictures with VOC's classes): " + "; ".join(parts) + "."
@@ -92,27 +94,27 @@ def generalization_findings(rows: list[dict]) -> list[str]:
 
 
 def reference_findings(rows: list[dict]) -> list[str]:
-    """Per variant and epoch count: the mean mIoU over seeds against the run's
+    """Per variant and budget: the mean mIoU over seeds against the run's
     nearest published reference, whether it is far below, and what differs."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["variant"], int(row["epochs"])), []).append(row)
+        groups.setdefault((row["variant"], row["budget"]), []).append(row)
     if not groups:
         return []
     parts = []
-    for (variant, epochs), runs in groups.items():
+    for (variant, budget), runs in groups.items():
         first = runs[0]
         mean = float(np.mean([number(r["mIoU"]) for r in runs]))
         reference = number(first["reference_mIoU"])
         seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
         far = " — far below" if any(r["reference_flag"] for r in runs) else ""
         parts.append(
-            f"{variant} ({epochs} epochs{seeds}): {mean:.1f} against {reference:g} for {first['reference']} "
+            f"{variant} ({describe_budget(budget)}{seeds}): {mean:.1f} against {reference:g} for {first['reference']} "
             f"({mean - reference:+.1f}{far}; differs in {first['reference_differs']})"
         )
     flagged = sum(1 for runs in groups.values() if any(r["reference_flag"] for r in runs))
     verdict = (
-        f"{flagged} of {len(groups)} variant and epoch-count pairs are far below theirs: "
+        f"{flagged} of {len(groups)} variant and budget pairs are far below theirs: "
         "read the differences in ``recipe_check`` first."
         if flagged
         else "None is far below its reference."
@@ -123,8 +125,20 @@ def reference_findings(rows: list[dict]) -> list[str]:
     ]
 
 
+def attribution_findings(rows: list[dict]) -> list[str]:
+    """One sentence from attribution.csv: the measured parts beside the total."""
+    if not rows:
+        return []
+    for row in rows:
+        row["measured"] = row["measured"] == "True"
+        for key in ("change", "low", "high", "mc_error"):
+            row[key] = number(row.get(key))
+    return [f"- **What moved the numbers**: {attribution_sentence(rows)}"]
+
+
 def findings(
-    per_class: Path, generalization: Path, annotations: Path, compare, confidence: float, summary: Path | None = None
+    per_class: Path, generalization: Path, annotations: Path, compare, confidence: float, summary: Path | None = None,
+    attribution: Path | None = None,
 ) -> str:
     agreement = {
         r["class"]: number(r["agreement IoU"])
@@ -135,6 +149,8 @@ def findings(
     lines += generalization_findings(read_rows(generalization))
     if summary is not None:
         lines += reference_findings(read_rows(summary))
+    if attribution is not None:
+        lines += attribution_findings(read_rows(attribution))
     return "Findings\n========\n\n" + "\n".join(lines) + "\n\n"
 
 
@@ -142,7 +158,8 @@ def main(snakemake) -> None:
     start_log(snakemake)
     p, i = snakemake.params, snakemake.input
     text = findings(
-        Path(i.per_class), Path(i.generalization), Path(i.annotations), p.compare, p.confidence, Path(i.summary)
+        Path(i.per_class), Path(i.generalization), Path(i.annotations), p.compare, p.confidence, Path(i.summary),
+        Path(i.attribution),
     )
     description = Path(i.description).read_text()
     write_text(Path(snakemake.output[0]), text + "Workflow\n========\n\n" + description)

@@ -18,19 +18,20 @@ import numpy as np
 from common.jobs import start_log, write_csv, write_text
 from common.run_files import read_per_image
 from common.stats import align, decimals_for, set_bootstrap
+from common.subsets import budget_key
 
 log = logging.getLogger("generalization")
 
 SET_NAMES = {"train": "own training images", "val": "VOC 2012 val", "coco": "COCO val, VOC classes"}
 
 
-def group_runs(runs: list[dict], files: dict[str, list[str]]) -> dict[tuple[str, int], dict[str, list[np.ndarray]]]:
-    """{(variant, epochs): {set: [per-image confusion per seed, images in one order]}}."""
-    groups: dict[tuple[str, int], dict[str, list]] = {}
-    order: dict[tuple[str, int, str], list[str]] = {}
+def group_runs(runs: list[dict], files: dict[str, list[str]]) -> dict[tuple[str, str], dict[str, list[np.ndarray]]]:
+    """{(variant, budget): {set: [per-image confusion per seed, images in one order]}}."""
+    groups: dict[tuple[str, str], dict[str, list]] = {}
+    order: dict[tuple[str, str, str], list[str]] = {}
     for set_name, paths in files.items():
         for run, path in zip(runs, paths, strict=True):
-            key = (run["variant"], run["epochs"])
+            key = (run["variant"], run["budget"])
             ids, confusion = read_per_image(Path(path))
             first = order.setdefault((*key, set_name), ids)
             groups.setdefault(key, {}).setdefault(set_name, []).append(confusion[align(first, ids)])
@@ -45,7 +46,7 @@ def gaps_of(sets: list[str]) -> list[tuple[str, str]]:
 
 def measure(groups, bootstrap: dict) -> list[dict]:
     rows = []
-    for (variant, epochs), sets in sorted(groups.items()):
+    for (variant, budget), sets in sorted(groups.items(), key=lambda item: (item[0][0], budget_key(item[0][1]))):
         names = [n for n in ("train", "val") if n in sets] + sorted(n for n in sets if n not in ("train", "val"))
         gaps = gaps_of(names)
         result = set_bootstrap(
@@ -57,7 +58,7 @@ def measure(groups, bootstrap: dict) -> list[dict]:
             max_resamples=bootstrap["max_resamples"],
             mc_error=bootstrap["mc_error"] / 100,
         )
-        row = {"variant": variant, "epochs": epochs, "seeds": len(sets["val"])}
+        row = {"variant": variant, "budget": budget, "seeds": len(sets["val"])}
         for name in names:
             row[f"{name} images"] = sets[name][0].shape[0]
         # columns: "<set> mIoU" / "gap <a>-<b>", each with its " low" and " high"
@@ -95,10 +96,10 @@ def markdown(rows: list[dict], confidence: float) -> str:
         fix = lambda v: round(float(v), decimals) + 0.0  # noqa: E731 (no "-0")
         return f"{f.format(fix(row[value_column]))} [{f.format(fix(row[f'{column} low']))}, {f.format(fix(row[f'{column} high']))}]"
 
-    header = ["variant", "epochs", "seeds", *(f"mIoU {s}" for s in sets), *gaps]
+    header = ["variant", "budget", "seeds", *(f"mIoU {s}" for s in sets), *gaps]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|" + "---:|" * (len(header) - 3)]
     for row in rows:
-        cells = [row["variant"], str(row["epochs"]), str(row["seeds"])]
+        cells = [row["variant"], row["budget"], str(row["seeds"])]
         cells += [cell(row, s, f"{s} mIoU") for s in sets]
         cells += [cell(row, g, g, signed=True) for g in gaps]
         lines.append("| " + " | ".join(cells) + " |")

@@ -2,6 +2,8 @@
 
 * ``trainaug`` = (VOC train | SBD train | SBD val) - VOC val  (10,582 ids)
 * ``aug``      = trainaug - VOC train                          (9,118 ids)
+* ``train_sbd`` = VOC train & (SBD train | SBD val): the VOC train ids SBD also
+  annotates, the same images under two annotators (its size is logged)
 
 Both sorted, so the lists are the same on every run (MMSegmentation's
 ``voc_aug.py`` writes them in set order).  Every id must have its image in
@@ -63,6 +65,7 @@ def make_lists(
     trainaug_txt: Path,
     aug_txt: Path,
     official: set[str] = frozenset(),
+    train_sbd_txt: Path | None = None,
 ) -> dict[str, int]:
     voc_train, voc_val = read_id_list(voc_train_txt), read_id_list(voc_val_txt)
     sbd_train, sbd_val = read_id_list(sbd_train_txt), read_id_list(sbd_val_txt)
@@ -73,10 +76,16 @@ def make_lists(
     aug = aug_ids(trainaug, voc_train)
     check_images(trainaug, image_dir, "trainaug")
     check_images(voc_val, image_dir, str(voc_val_txt))
-    counts = {"train": len(set(voc_train)), "val": len(set(voc_val)), "trainaug": len(trainaug), "aug": len(aug)}
+    train_sbd = sorted(set(voc_train) & (set(sbd_train) | set(sbd_val)))
+    counts = {
+        "train": len(set(voc_train)), "val": len(set(voc_val)), "trainaug": len(trainaug), "aug": len(aug),
+        "train_sbd": len(train_sbd),
+    }  # fmt: skip
     check_counts(counts, set(official))
     write_list(trainaug_txt, trainaug)
     write_list(aug_txt, aug)
+    if train_sbd_txt is not None:
+        write_list(train_sbd_txt, train_sbd)
     log.info("counts: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
 
@@ -86,7 +95,7 @@ def main(snakemake) -> None:
     i, o = snakemake.input, snakemake.output
     make_lists(
         i.voc_train, i.voc_val, i.sbd_train, i.sbd_val, Path(i.images),
-        o.trainaug, o.aug, set(snakemake.params.official_counts),
+        o.trainaug, o.aug, set(snakemake.params.official_counts), o.train_sbd,
     )  # fmt: skip
 
 

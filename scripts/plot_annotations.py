@@ -2,7 +2,7 @@
 differently SBD draws it? (rule plot_annotations)
 
 Per class, the SBD-vs-VOC agreement IoU (``annotations.csv``) beside the
-class's IoU change, other − baseline, at the longest epoch count of the
+class's IoU change, other − baseline, at the longest budget of the
 per-class table (``per_class_iou.csv``), with its bootstrap interval:
 
 * left, a scatter of agreement (x) against change (y), the classes named,
@@ -16,7 +16,6 @@ classes SBD draws least like VOC lose the most: a positive correlation.
 import csv
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from common.jobs import start_log
+from common.subsets import describe_budget, longest_budget, table_budgets
 from common.plots import plt, save
 
 log = logging.getLogger("plot_annotations")
@@ -40,7 +40,7 @@ class Pairs:
     change: np.ndarray  # IoU points, other − baseline
     low: np.ndarray  # interval of the change (NaN where the table has none)
     high: np.ndarray
-    epochs: int | None  # the epoch count the change is taken at
+    budget: str | None  # the budget the change is taken at (the longest)
     pearson: float
     spearman: float
 
@@ -65,7 +65,7 @@ def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def agreement_and_change(table: Path, per_class: Path) -> Pairs:
-    """Pair each class's agreement (``table``) with its change at the longest epoch count.
+    """Pair each class's agreement (``table``) with its change at the longest budget.
 
     Rows that are not classes of both tables (``all``, ``mIoU``) and classes
     missing either number are left out.
@@ -73,18 +73,17 @@ def agreement_and_change(table: Path, per_class: Path) -> Pairs:
     agreement = {r["class"]: _float(r[AGREEMENT]) for r in _rows(table)}
     rows = _rows(per_class)
     columns = rows[0].keys() if rows else []
-    epochs = [int(m.group(1)) for c in columns if (m := re.fullmatch(r"change e(\d+)", c))]
-    chosen = max(epochs) if epochs else None
+    chosen = longest_budget(table_budgets(columns))
     classes, values = [], []
     for row in rows:
         name = row["class"]
         if chosen is None or name not in agreement:
             continue
-        change = _float(row[f"change e{chosen}"])
+        change = _float(row[f"change {chosen}"])
         if math.isnan(change) or math.isnan(agreement[name]):
             continue
-        low, high = _float(row.get(f"change e{chosen} low", "")), _float(
-            row.get(f"change e{chosen} high", "")
+        low, high = _float(row.get(f"change {chosen} low", "")), _float(
+            row.get(f"change {chosen} high", "")
         )
         classes.append(name)
         values.append((agreement[name], change, low, high))
@@ -227,7 +226,7 @@ def plot(pairs: Pairs, compare):
     changes.grid(axis="x", alpha=0.3)
     fig.suptitle(
         f"SBD-vs-VOC label agreement and the IoU change of {other} over {baseline} "
-        f"({pairs.epochs} epochs; error bars: bootstrap interval)"
+        f"({describe_budget(pairs.budget) if pairs.budget else 'no runs'}; error bars: bootstrap interval)"
     )
     return fig
 
@@ -236,8 +235,8 @@ def main(snakemake) -> None:
     start_log(snakemake)
     pairs = agreement_and_change(Path(snakemake.input.table), Path(snakemake.input.per_class))
     log.info(
-        "%d classes at %s epochs: Pearson r %.3f, Spearman rho %.3f",
-        len(pairs.classes), pairs.epochs, pairs.pearson, pairs.spearman,
+        "%d classes at %s: Pearson r %.3f, Spearman rho %.3f",
+        len(pairs.classes), pairs.budget, pairs.pearson, pairs.spearman,
     )  # fmt: skip
     for name, agreement, change in zip(pairs.classes, pairs.agreement, pairs.change):
         log.info("%-12s agreement %6.2f  change %+7.2f", name, agreement, change)

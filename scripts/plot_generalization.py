@@ -13,6 +13,7 @@ import numpy as np
 
 from common.jobs import start_log
 from common.plots import plt, save, variant_colours
+from common.subsets import budget_key
 
 SET_LABELS = {"train": "own training\nimages", "val": "VOC val", "coco": "COCO\n(VOC classes)"}
 MARKERS = ["o", "s", "^", "D"]
@@ -23,14 +24,14 @@ def read_table(path: Path) -> list[dict]:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key, value in row.items():
-            if key != "variant":
+            if key not in ("variant", "budget"):
                 row[key] = float(value) if value not in ("", None) else np.nan
     return rows
 
 
 def plot(rows: list[dict], variants: list[str], confidence: float):
     """Left: mIoU per image set; right: the gaps; one marker series per variant and
-    epoch count (colour: variant, marker: epoch count), with the intervals."""
+    budget (colour: variant, marker: budget), with the intervals."""
     if not rows:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.text(0.5, 0.5, "no run has finished yet", ha="center", va="center")
@@ -40,8 +41,10 @@ def plot(rows: list[dict], variants: list[str], confidence: float):
     sets = [c[: -len(" mIoU")] for c in columns if c.endswith(" mIoU") and not c.startswith("gap ")]
     gaps = [c for c in columns if c.startswith("gap ") and not c.endswith((" low", " high"))]
     colours = variant_colours(variants)
-    epoch_counts = sorted({int(r["epochs"]) for r in rows})
-    series = sorted(rows, key=lambda r: (variants.index(r["variant"]) if r["variant"] in variants else 99, r["epochs"]))
+    budgets = sorted({r["budget"] for r in rows}, key=budget_key)
+    series = sorted(
+        rows, key=lambda r: (variants.index(r["variant"]) if r["variant"] in variants else 99, budget_key(r["budget"]))
+    )
     width = 0.7 / max(len(series), 1)
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(10 + 0.6 * len(series), 4.8), constrained_layout=True,
@@ -50,8 +53,8 @@ def plot(rows: list[dict], variants: list[str], confidence: float):
     for k, row in enumerate(series):
         offset = (k - (len(series) - 1) / 2) * width
         style = dict(
-            color=colours.get(row["variant"], "grey"), marker=MARKERS[epoch_counts.index(int(row["epochs"])) % 4],
-            linestyle="none", capsize=3, label=f"{row['variant']} e{int(row['epochs'])}",
+            color=colours.get(row["variant"], "grey"), marker=MARKERS[budgets.index(row["budget"]) % 4],
+            linestyle="none", capsize=3, label=f"{row['variant']} {row['budget']}",
         )  # fmt: skip
         for ax, names, value_of in ((left, sets, lambda n: f"{n} mIoU"), (right, gaps, lambda n: n)):
             values = np.array([row[value_of(n)] for n in names])

@@ -1,6 +1,12 @@
-"""Validation mIoU against epoch for every run, and final mIoU against epoch
-count per variant (rule plot_learning_curves)."""
+"""Validation mIoU during training for every run, and final mIoU against training
+length per variant (rule plot_learning_curves).
 
+The x axis is epochs, or with ``report.learning_curves_x: images`` the images seen
+(epochs x the run's training-set size, from its ``train_set.json``): runs of
+different set sizes are then read at equal compute.
+"""
+
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +15,9 @@ from common.history import read_miou_curve
 from common.jobs import start_log
 from common.run_files import read_metrics
 from common.plots import LINESTYLES, plt, save, variant_colours
+from common.subsets import budget_key, parse_budget
+
+X_LABELS = {"epochs": "epoch", "images": "training images seen (epochs x set size)"}
 
 
 def read_curve(path: Path):
@@ -17,12 +26,14 @@ def read_curve(path: Path):
     return [e for e, m in zip(epochs, miou) if m is not None], [m for m in miou if m is not None]
 
 
-def seed_curves(runs, histories) -> dict[tuple[str, int], tuple[list[int], np.ndarray]]:
-    """{(variant, epochs): (epochs validated by every seed, (seeds, epochs) mIoU)}."""
-    curves: dict[tuple[str, int], list[dict[int, float]]] = {}
-    for run, path in zip(runs, histories):
+def seed_curves(runs, histories, sizes=None, x: str = "epochs"):
+    """{(variant, budget): (x values validated by every seed, (seeds, points) mIoU)}."""
+    curves: dict[tuple[str, str], list[dict[int, float]]] = {}
+    sizes = sizes or [1] * len(runs)
+    for run, path, size in zip(runs, histories, sizes):
         epochs, miou = read_curve(Path(path))
-        curves.setdefault((run["variant"], run["epochs"]), []).append(dict(zip(epochs, miou)))
+        scale = size if x == "images" else 1
+        curves.setdefault((run["variant"], run["budget"]), []).append({e * scale: m for e, m in zip(epochs, miou)})
     result = {}
     for key, seeds in curves.items():
         common = sorted(set.intersection(*(set(c) for c in seeds)))
@@ -30,24 +41,24 @@ def seed_curves(runs, histories) -> dict[tuple[str, int], tuple[list[int], np.nd
     return result
 
 
-def plot_curves(runs, histories):
-    """One line per variant and epoch count: the mean over seeds, with the band from the
+def plot_curves(runs, histories, sizes=None, x: str = "epochs"):
+    """One line per variant and budget: the mean over seeds, with the band from the
     lowest to the highest seed when there are several."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
-    epoch_counts = sorted({r["epochs"] for r in runs})
+    budgets = sorted({r["budget"] for r in runs}, key=budget_key)
     colours = variant_colours(variants)
     fig, ax = plt.subplots(figsize=(8, 5))
-    for (variant, count), (epochs, miou) in seed_curves(runs, histories).items():
-        style = LINESTYLES[epoch_counts.index(count) % len(LINESTYLES)]
+    for (variant, budget), (points, miou) in seed_curves(runs, histories, sizes, x).items():
+        style = LINESTYLES[budgets.index(budget) % len(LINESTYLES)]
         seeds = miou.shape[0]
-        label = f"{variant} e{count}" + (f" ({seeds} seeds: mean, min-max band)" if seeds > 1 else "")
+        label = f"{variant} {budget}" + (f" ({seeds} seeds: mean, min-max band)" if seeds > 1 else "")
         mean = miou.mean(axis=0) if seeds else []
-        ax.plot(epochs, mean, style, color=colours[variant], label=label, marker="." if len(epochs) < 30 else None)
+        ax.plot(points, mean, style, color=colours[variant], label=label, marker="." if len(points) < 30 else None)
         if seeds > 1:
-            ax.fill_between(epochs, miou.min(axis=0), miou.max(axis=0), color=colours[variant], alpha=0.2, lw=0)
-    ax.set_xlabel("epoch")
+            ax.fill_between(points, miou.min(axis=0), miou.max(axis=0), color=colours[variant], alpha=0.2, lw=0)
+    ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel("val mIoU (%)")
-    ax.set_title("Validation mIoU during training (colour: variant, line: epoch count)")
+    ax.set_title("Validation mIoU during training (colour: variant, line: budget)")
     ax.grid(alpha=0.3)
     if runs:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
@@ -55,23 +66,34 @@ def plot_curves(runs, histories):
     return fig
 
 
-def plot_final(runs, metrics):
+def plot_final(runs, metrics, epochs=None):
+    """Final mIoU against the epochs each run trained: lines join a variant's epoch
+    counts; iteration budgets are open markers at the epochs they came to."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     colours = variant_colours(variants)
+    epochs = epochs or [parse_budget(r["budget"])[1] for r in runs]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    final = [(r, read_metrics(Path(m))["mIoU"]) for r, m in zip(runs, metrics)]
+    final = [(r, e, read_metrics(Path(m))["mIoU"]) for r, e, m in zip(runs, epochs, metrics)]
     for variant in variants:
-        points = [(r["epochs"], miou) for r, miou in final if r["variant"] == variant]
-        xs = sorted({e for e, _ in points})
-        means = [np.mean([m for e, m in points if e == x]) for x in xs]
-        ax.scatter([e for e, _ in points], [m for _, m in points], color=colours[variant], alpha=0.6, s=18)
-        ax.plot(xs, means, "-o", color=colours[variant], label=variant)
+        mine = [(r, e, m) for r, e, m in final if r["variant"] == variant]
+        by_epochs = [(e, m) for r, e, m in mine if parse_budget(r["budget"])[0] == "epochs"]
+        by_steps = [(e, m) for r, e, m in mine if parse_budget(r["budget"])[0] == "iterations"]
+        xs = sorted({e for e, _ in by_epochs})
+        means = [np.mean([m for e, m in by_epochs if e == x]) for x in xs]
+        ax.scatter([e for e, _ in by_epochs], [m for _, m in by_epochs], color=colours[variant], alpha=0.6, s=18)
+        if xs:
+            ax.plot(xs, means, "-o", color=colours[variant], label=variant)
+        if by_steps:
+            ax.scatter(
+                [e for e, _ in by_steps], [m for _, m in by_steps], facecolors="none",
+                edgecolors=[colours[variant]], s=40, label=f"{variant}, iteration budgets",
+            )  # fmt: skip
     ax.set_xlabel("epochs trained")
     ax.set_ylabel("final val mIoU (%)")
     ax.set_title("Final mIoU by training length (points: seeds, line: mean)")
     if final:
-        ax.set_xticks(sorted({r["epochs"] for r in runs}))
-        ax.legend(frameon=False)
+        ax.set_xticks(sorted({e for _, e, _ in final}))
+        ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -79,9 +101,11 @@ def plot_final(runs, metrics):
 
 def main(snakemake) -> None:
     start_log(snakemake)
-    out, runs = snakemake.output, snakemake.params.runs
-    save(plot_curves(runs, snakemake.input.history), out.curves, out.curves_pdf)
-    save(plot_final(runs, snakemake.input.metrics), out.final, out.final_pdf)
+    out, p, i = snakemake.output, snakemake.params, snakemake.input
+    trained = [json.loads(Path(path).read_text()) for path in i.train_set]
+    sizes = [t["images"] for t in trained]
+    save(plot_curves(p.runs, i.history, sizes, p.x), out.curves, out.curves_pdf)
+    save(plot_final(p.runs, i.metrics, [t["epochs"] for t in trained]), out.final, out.final_pdf)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

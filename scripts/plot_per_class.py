@@ -1,41 +1,41 @@
 """Per-class IoU figures from results/tables/per_class_iou.csv (rule plot_per_class).
 
-* per_class_iou: both variants side by side per class, one panel per epoch count,
+* per_class_iou: both variants side by side per class, one panel per budget,
   with the published IoU (a black tick) where the table has it;
 * per_class_change: the change per class, sorted, with its bootstrap interval;
   changes whose interval includes 0 are drawn hollow.
 """
 
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.patches import Patch
 
 from common.jobs import start_log
+from common.subsets import describe_budget, table_budgets
 from common.plots import plt, save, variant_colours
 
 
 def read_table(path: Path):
-    """(classes, {epochs: {column suffix: values}}) of the per-class table, without the mIoU row."""
+    """(classes, {budget: {column suffix: values}}) of the per-class table, without the mIoU row."""
     with open(path) as handle:
         rows = [r for r in csv.DictReader(handle) if r["class"] != "mIoU"]
     classes = [r["class"] for r in rows]
-    epochs = sorted({int(m.group(1)) for k in (rows[0] if rows else {}) if (m := re.fullmatch(r"change e(\d+)", k))})
+    epochs = table_budgets(rows[0] if rows else {})
     data = {}
     for e in epochs:
         data[e] = {
             key: np.array([float(r[column]) if r[column] else np.nan for r in rows])
             for key, column in (
-                ("change", f"change e{e}"), ("low", f"change e{e} low"), ("high", f"change e{e} high"),
+                ("change", f"change {e}"), ("low", f"change {e} low"), ("high", f"change {e} high"),
             )
         }  # fmt: skip
-        for variant_column in [k for k in rows[0] if k.endswith(f" e{e}") and not k.startswith("change")]:
+        for variant_column in [k for k in rows[0] if k.endswith(f" {e}") and not k.startswith("change")]:
             data[e][variant_column.rsplit(" ", 1)[0]] = np.array(
                 [float(r[variant_column]) if r[variant_column] else np.nan for r in rows]
             )
-        for published_column in [k for k in rows[0] if k.endswith(f" e{e} published")]:
+        for published_column in [k for k in rows[0] if k.endswith(f" {e} published")]:
             data[e][published_column.split(" ")[0] + " published"] = np.array(
                 [float(r[published_column]) for r in rows]
             )
@@ -51,7 +51,7 @@ def empty_figure(message: str):
 
 def plot_bars(classes, data, compare):
     if not data:
-        return empty_figure("no epoch count has runs of both compared variants yet")
+        return empty_figure("no budget has runs of both compared variants yet")
     colours = variant_colours(compare)
     fig, axes = plt.subplots(len(data), 1, figsize=(13, 3.6 * len(data)), squeeze=False, sharey=True)
     x = np.arange(len(classes))
@@ -62,7 +62,7 @@ def plot_bars(classes, data, compare):
         for n, (offset, variant) in enumerate(published):
             ax.scatter(x + offset, values[f"{variant} published"], marker="_", s=220, linewidths=2,
                        color="black", zorder=3, label="published" if n == 0 else None)  # fmt: skip
-        ax.set_title(f"Per-class IoU on VOC 2012 val, {epochs} epochs")
+        ax.set_title(f"Per-class IoU on VOC 2012 val, {describe_budget(epochs)}")
         ax.set_ylabel("IoU (%)")
         ax.set_xticks(x, classes, rotation=45, ha="right")
         ax.set_ylim(0, 100)
@@ -74,7 +74,7 @@ def plot_bars(classes, data, compare):
 
 def plot_change(classes, data, compare, confidence):
     if not data:
-        return empty_figure("no epoch count has runs of both compared variants yet")
+        return empty_figure("no budget has runs of both compared variants yet")
     baseline, other = compare
     fig, axes = plt.subplots(1, len(data), figsize=(5.5 * len(data), 7), squeeze=False)
     for ax, (epochs, values) in zip(axes[0], data.items()):
@@ -89,7 +89,7 @@ def plot_change(classes, data, compare, confidence):
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, [classes[i] for i in order])
         ax.set_xlabel(f"IoU change, {other} − {baseline} (points)")
-        ax.set_title(f"{epochs} epochs")
+        ax.set_title(describe_budget(epochs))
         ax.grid(axis="x", alpha=0.3)
     handles = [
         Patch(facecolor="grey", label="interval excludes 0"),

@@ -10,22 +10,24 @@ import logging
 from pathlib import Path
 
 from common.jobs import start_log, write_csv, write_text
+from common.subsets import describe_budget
 from common.references import check_run, load_references
 
 log = logging.getLogger("recipe_check")
 
-COLUMNS = ["variant", "epochs", "reference", "setting", "run", "reference_value", "differs"]
+COLUMNS = ["variant", "budget", "epochs", "reference", "setting", "run", "reference_value", "differs"]
 
 
 def checks_of(runs: list[dict], references: dict) -> list[dict]:
-    """Per variant and epoch count: its recipe checked against its nearest reference."""
+    """Per variant and budget: its recipe checked against its nearest reference."""
     return [{**run, **check_run(run["recipe"], references)} for run in runs]
 
 
 def csv_rows(checks: list[dict]) -> list[dict]:
     rows = []
     for check in checks:
-        where = {"variant": check["variant"], "epochs": check["epochs"], "reference": check["reference"]["name"]}
+        where = {"variant": check["variant"], "budget": check["budget"], "epochs": check["recipe"]["epochs"],
+                 "reference": check["reference"]["name"]}  # fmt: skip
         for row in check["rows"]:
             rows.append({**where, "setting": row["setting"], "run": row["run"],
                          "reference_value": row["reference"], "differs": row["differs"]})  # fmt: skip
@@ -42,19 +44,19 @@ def markdown(checks: list[dict], references_file: str) -> str:
         "the nearest with the same data, backbone, depth and crop, then the nearest schedule "
         "in optimizer iterations). Seeds share a recipe.",
         "",
-        "| variant | epochs | seeds | training images | iterations | reference | reference mIoU | differs in | warnings |",
-        "|---|---:|---|---:|---:|---|---:|---|---:|",
+        "| variant | budget | epochs | seeds | training images | iterations | reference | reference mIoU | differs in | warnings |",
+        "|---|---|---:|---|---:|---:|---|---:|---|---:|",
     ]
     for c in checks:
         differs = ", ".join(c["differences"]) or "nothing"
         seeds = ", ".join(str(s) for s in c["seeds"])
         lines.append(
-            f"| {c['variant']} | {c['epochs']} | {seeds} | {c['recipe']['images']:,} | "
+            f"| {c['variant']} | {c['budget']} | {c['recipe']['epochs']} | {seeds} | {c['recipe']['images']:,} | "
             f"{c['recipe']['iterations']:,} | {c['reference']['name']} | {c['reference']['mIoU']:g} | "
             f"{differs} | {len(c['warnings'])} |"
         )
     for c in checks:
-        title = f"{c['variant']}, {c['epochs']} epochs: against {c['reference']['name']} ({c['reference']['source']})"
+        title = f"{c['variant']}, {describe_budget(c['budget'])}: against {c['reference']['name']} ({c['reference']['source']})"
         lines += ["", f"## {title}", "", "| setting | this run | reference | |", "|---|---|---|---|"]
         for row in c["rows"]:
             lines.append(f"| {row['setting']} | {row['run']} | {row['reference']} | {'≠' if row['differs'] else ''} |")

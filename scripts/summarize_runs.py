@@ -1,6 +1,7 @@
 """results/tables/summary.{csv,md}: one row per run, beside its nearest published
 reference (rule summarize_runs)."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,12 +10,11 @@ from common.history import read_miou_curve
 from common.references import FLAG_POINTS, check_run, load_references, reference_flag, run_recipe
 from common.run_files import read_attempts, read_metrics
 from common.stats import convergence_epoch
-from common.voc import read_id_list
 
 log = logging.getLogger("summarize_runs")
 
 COLUMNS = [
-    "variant", "epochs", "seed", "mIoU", "aAcc", "mAcc", "mIoU_tta",
+    "variant", "budget", "seed", "epochs", "train_images", "mIoU", "aAcc", "mAcc", "mIoU_tta",
     "converged_epoch", "train_hours", "gpu_hours",
     "iterations", "reference", "reference_mIoU", "vs_reference", "reference_flag",
     "reference_mIoU_msflip", "vs_reference_tta", "reference_differs",
@@ -26,16 +26,21 @@ def train_seconds(attempts: Path) -> float:
     return sum(row["seconds"] for row in read_attempts(attempts))
 
 
-def summarize(runs, metrics, histories, attempts, tta, gpus: int, fraction: float) -> list[dict]:
-    tta = dict(zip([(r["variant"], r["epochs"], r["seed"]) for r in runs], tta)) if tta else {}
+def summarize(runs, metrics, histories, attempts, tta, gpus: int, fraction: float, train_sets) -> list[dict]:
+    tta = dict(zip([(r["variant"], r["budget"], r["seed"]) for r in runs], tta)) if tta else {}
     rows = []
-    for run, metrics_path, history_path, attempts_path in zip(runs, metrics, histories, attempts, strict=True):
+    for run, metrics_path, history_path, attempts_path, train_set_path in zip(
+        runs, metrics, histories, attempts, train_sets, strict=True
+    ):
         result = read_metrics(Path(metrics_path))
         seconds = train_seconds(Path(attempts_path))
-        key = (run["variant"], run["epochs"], run["seed"])
+        trained = json.loads(Path(train_set_path).read_text())
+        key = (run["variant"], run["budget"], run["seed"])
         rows.append(
             {
-                **{k: run[k] for k in ("variant", "epochs", "seed")},
+                **{k: run[k] for k in ("variant", "budget", "seed")},
+                "epochs": trained["epochs"],
+                "train_images": trained["images"],
                 **{k: round(result[k], 2) for k in ("mIoU", "aAcc", "mAcc")},
                 "mIoU_tta": round(read_metrics(Path(tta[key]))["mIoU"], 2) if key in tta else None,
                 "converged_epoch": convergence_epoch(*read_miou_curve(Path(history_path)), fraction),
@@ -46,14 +51,14 @@ def summarize(runs, metrics, histories, attempts, tta, gpus: int, fraction: floa
     return rows
 
 
-def add_references(rows: list[dict], recipes: dict, images: dict, references: dict, confidence: float) -> None:
+def add_references(rows: list[dict], recipes: dict, references: dict, confidence: float) -> None:
     """Each row's nearest reference (from the images its lists really hold), the
     difference, the flag (over the row's seeds) and what differs in the recipe."""
     for row in rows:
-        recipe = run_recipe(recipes[row["variant"]], row["epochs"], images[row["variant"]])
+        recipe = run_recipe(recipes[row["variant"]], row["epochs"], row["train_images"])
         check = check_run(recipe, references)
         reference = check["reference"]
-        seeds = [r["mIoU"] for r in rows if (r["variant"], r["epochs"]) == (row["variant"], row["epochs"])]
+        seeds = [r["mIoU"] for r in rows if (r["variant"], r["budget"]) == (row["variant"], row["budget"])]
         msflip = reference.get("mIoU_msflip")
         row.update(
             {
@@ -72,9 +77,11 @@ def add_references(rows: list[dict], recipes: dict, images: dict, references: di
 
 
 def note(rows: list[dict], references_file: str, fraction: float, gpus: int, confidence: float) -> str:
-    flagged = [f"{r['variant']} e{r['epochs']}-s{r['seed']}" for r in rows if r["reference_flag"]]
+    flagged = [f"{r['variant']} {r['budget']}-s{r['seed']}" for r in rows if r["reference_flag"]]
     text = (
-        f"\nconverged_epoch: first epoch whose val mIoU reached {fraction:g} of the run's best; "
+        f"\nbudget: e<N> trains N epochs, i<N> the fewest epochs whose optimizer steps reach N "
+        f"(`epochs`, `iterations`: what the run trained; train_images: the images of one epoch). "
+        f"converged_epoch: first epoch whose val mIoU reached {fraction:g} of the run's best; "
         f"train_hours: wall time of every training attempt of the run (attempts.tsv); "
         f"gpu_hours: that x {gpus} GPU(s).\n\n"
         f"reference: the nearest published result in {references_file}: the same training data, "
@@ -93,9 +100,10 @@ def note(rows: list[dict], references_file: str, fraction: float, gpus: int, con
 def main(snakemake) -> None:
     start_log(snakemake)
     i, p = snakemake.input, snakemake.params
-    rows = summarize(p.runs, i.metrics, i.history, i.attempts, list(i.tta), p.gpus, p.convergence_fraction)
-    images = {v: sum(len(read_id_list(path)) for path in lists) for v, lists in p.train_lists.items()}
-    add_references(rows, p.recipes, images, load_references(i.references, validate=False), p.confidence)
+    rows = summarize(
+        p.runs, i.metrics, i.history, i.attempts, list(i.tta), p.gpus, p.convergence_fraction, i.train_set
+    )
+    add_references(rows, p.recipes, load_references(i.references, validate=False), p.confidence)
     write_csv(Path(snakemake.output.csv), COLUMNS, rows)
     text = markdown_table(COLUMNS, rows) + note(rows, i.references, p.convergence_fraction, p.gpus, p.confidence)
     write_text(Path(snakemake.output.md), text)

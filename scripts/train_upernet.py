@@ -85,7 +85,11 @@ class Terminated(Exception):
     """SIGTERM (scancel, a time limit, Snakemake stopping) or the end of the Snakemake process."""
 
 
+_SIGNALLED = []  # the signals received: a job told to stop is "terminated" whatever surfaced
+
+
 def _on_sigterm(signum, frame):
+    _SIGNALLED.append(signum)
     raise Terminated(f"signal {signum}")
 
 
@@ -154,6 +158,7 @@ def run_job(
 
     cfg = Config.fromfile(str(config_path))
     processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
+    log_training_set(cfg)
     with run_lock(work_dir):
         latest = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
         clock = AttemptClock(work_dir, where, latest)
@@ -177,8 +182,11 @@ def run_job(
             export_final(work_dir, outputs["checkpoint"], max_epochs)
             write_history(history_from_scalars(work_dir), outputs["history"])
             status = "finished"
-        except Terminated:
-            status = "terminated"
+        except BaseException as error:
+            # Terminated can surface as another exception (a library that wraps what it
+            # caught while building a module, say): the signal decides
+            if isinstance(error, Terminated) or _SIGNALLED:
+                status = "terminated"
             raise
         finally:
             clock.finish(status)
@@ -188,6 +196,18 @@ def run_job(
         "run finished: %s, %s; %d attempt(s), %.4f h of training in all",
         outputs["checkpoint"], outputs["history"], len(clock.rows), clock.total_seconds() / 3600,
     )  # fmt: skip
+
+
+def log_training_set(cfg) -> None:
+    """What one epoch is (each list's ids and sha256) and what the budget makes of it."""
+    for item in cfg.get("train_lists") or []:
+        log.info("training list %s: %d ids, sha256 %s", item["ann_file"], item["images"], item["sha256"][:16])
+    if cfg.get("train_images"):
+        log.info(
+            "training set: %d images; budget %s: %d epochs x %d steps = %d optimizer steps",
+            cfg.train_images, cfg.budget, cfg.max_epochs, cfg.iterations_per_epoch,
+            cfg.max_epochs * cfg.iterations_per_epoch,
+        )  # fmt: skip
 
 
 def job_where(slurm: dict[str, str]) -> str:

@@ -20,6 +20,20 @@ from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+
+
+def _demo_runs() -> list[tuple[str, str, int]]:
+    """(variant, budget, seed) of every demo run: the study's voc and vocaug at the
+    demo's epochs and seeds, and the demo's own variants at their own budgets."""
+    runs = [(v, f"e{e}", s) for v in ("voc", "vocaug") for e in DEMO["epochs"] for s in DEMO["seeds"]]
+    for name, variant in DEMO.get("variants", {}).items():
+        for kind, prefix in (("epochs", "e"), ("iterations", "i")):
+            for amount in variant.get(kind, DEMO.get(kind, [])):
+                runs += [(name, f"{prefix}{amount}", s) for s in variant.get("seeds", DEMO["seeds"])]
+    return runs
+
+
+DEMO_RUNS = _demo_runs()
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"]
 # where the demo config puts its data (keyed by the archives' md5s) and its results
 DATA_KEY = f"voc-{DEMO['data']['voc']['md5'][:8]}_sbd-{DEMO['data']['sbd']['md5'][:8]}"
@@ -102,11 +116,15 @@ def workflow_copy(tmp_path, mini_archives) -> Path:
     return copy_workflow(tmp_path, mini_archives)
 
 
-def write_config(workdir: Path, name: str, **sections) -> str:
-    """config/<name>.yaml: config/demo.yaml with top-level sections replaced."""
+def write_config(workdir: Path, name: str, study_variants_only: bool = False, **sections) -> str:
+    """config/<name>.yaml: config/demo.yaml with top-level sections replaced; with
+    ``study_variants_only``, without the demo's single-seed iteration-budget variants
+    (voc and vocaug only: small grids for the tests that train from scratch)."""
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    if study_variants_only:
+        del config["variants"]
     config.update(sections)
-    (workdir / "config" / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config" / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return f"config/{name}.yaml"
 
 
@@ -161,8 +179,10 @@ def study(tmp_path_factory, mini_archives) -> Path:
     return workdir
 
 
-def run_dir(workdir: Path, variant: str, epochs: int, seed: int = 0) -> Path:
-    return workdir / f"{OUT}/runs/{variant}/e{epochs}-s{seed}"
+def run_dir(workdir: Path, variant: str, epochs: int | str, seed: int = 0) -> Path:
+    """A run's folder: ``epochs`` a count (e<N>) or a budget's name (``e6``, ``i60``)."""
+    budget = epochs if isinstance(epochs, str) else f"e{epochs}"
+    return workdir / f"{OUT}/runs/{variant}/{budget}-s{seed}"
 
 
 @pytest.fixture

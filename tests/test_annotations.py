@@ -295,7 +295,7 @@ def test_plot_pairs_agreement_with_the_change_at_the_longest_epoch_count(tmp_pat
         ],
     )  # fmt: skip
     pairs = agreement_and_change(table, per_class)
-    assert pairs.epochs == 10
+    assert pairs.budget == "e10"
     assert pairs.classes == ["background", "bicycle", "chair", "cat"]  # dog: no agreement
     np.testing.assert_array_equal(pairs.agreement, [98, 60, 80, 95])
     np.testing.assert_array_equal(pairs.change, [1, -20, -5, 3])

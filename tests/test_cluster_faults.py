@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA_KEY, DEMO, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO, DEMO_RUNS, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
 
 from common.code import code_digest
 from common.config_files import ConfigFileError, load_config_file
@@ -66,7 +66,7 @@ def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_
     """Estimates far off, no data at planning: the job's request, made when it is
     submitted, follows the lists the data stage wrote."""
     huge = {"train": 10**7, "val": 10**7, "trainaug": 10**7, "aug": 10**7}
-    config = write_config(workflow_copy, "estimates", epochs=[1], estimates={"split_sizes": huge})
+    config = write_config(workflow_copy, "estimates", study_variants_only=True, epochs=[1], estimates={"split_sizes": huge})
     target = f"{OUT}/runs/voc/e1-s0/history.csv"
     plan = run_snakemake(workflow_copy, "-n", target, "--configfile", config)
     planned = runtimes(plan)[f"{OUT}/runs/voc/e1-s0/final.pth"]
@@ -80,7 +80,7 @@ def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_
 
 # ---- 3. a retrain retrains; every attempt counts ----------------------------------
 def test_forcerun_of_a_finished_run_trains_afresh(workflow_copy):
-    config = write_config(workflow_copy, "two", epochs=[2])
+    config = write_config(workflow_copy, "two", study_variants_only=True, epochs=[2])
     target = f"{OUT}/runs/voc/e2-s0/history.csv"
     first = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -109,7 +109,7 @@ def test_the_summary_counts_every_attempt(tmp_path):
 
 # ---- 4. one trainer per run -----------------------------------------------------------
 def test_a_second_trainer_is_refused_and_killing_snakemake_stops_the_first(workflow_copy):
-    config = write_config(workflow_copy, "long", epochs=[100])
+    config = write_config(workflow_copy, "long", study_variants_only=True, epochs=[100])
     target = f"{OUT}/runs/voc/e100-s0/history.csv"
     lock = lock_path(workflow_copy / f"{OUT}/work/voc/e100-s0")
     command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", config]
@@ -206,15 +206,16 @@ def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study)
     try:
         stats = edit.paths[0]
         stats.write_text(stats.read_text() + "\nEDITED = True\n")
-        importers = {"compare_per_class", "summarize_runs", "generalization", "findings", "compare_annotations"}
+        importers = {"compare_per_class", "summarize_runs", "generalization", "findings", "compare_annotations",
+                     "attribution", "plot_data_scaling"}  # fmt: skip
         downstream = {"plot_per_class", "plot_generalization", "plot_annotations", "all"}
         assert dry_run(study) == dict.fromkeys(sorted(importers | downstream), 1)
         edit.restore()
         renderer = edit.paths[1]
         renderer.write_text(renderer.read_text() + "\nEDITED = True\n")
         jobs = dry_run(study)
-        runs = 2 * len(DEMO["epochs"]) * len(DEMO["seeds"])
-        assert jobs["render_mmseg_config"] == runs and jobs["train_upernet"] == runs
+        assert jobs["render_mmseg_config"] == len(DEMO_RUNS) and jobs["train_upernet"] == len(DEMO_RUNS)
+        assert "make_subset" not in jobs  # drawing subsets needs no MMSeg config
     finally:
         edit.restore()
 
@@ -288,7 +289,7 @@ def test_home_and_environment_variables_in_paths_are_expanded(workflow_copy, tmp
     data = yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
     data["voc"]["archive"] = "~/archives/VOCtrainval_mini.tar"
     data["sbd"]["archive"] = "${ARCHIVES}/benchmark_mini.tgz"
-    config = write_config(workflow_copy, "home", data=data, results="$STUDY_OUT/demo")
+    config = write_config(workflow_copy, "home", study_variants_only=True, data=data, results="$STUDY_OUT/demo")
     env = {**os.environ, "HOME": str(home), "ARCHIVES": str(home / "archives"), "STUDY_OUT": "elsewhere"}
     command = [sys.executable, "-m", "snakemake", "-n", "--configfile", config]
     result = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True)

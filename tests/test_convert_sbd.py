@@ -118,6 +118,7 @@ def write_case(tmp_path, sbd_label=None, voc_label=None):
     ok = np.zeros((20, 30), np.uint8)
     ok[5:10, 5:10] = 7
     (cls / "2008_000001.mat").write_bytes(sbd_cls_mat(ok if sbd_label is None else sbd_label))
+    (cls / "2007_000002.mat").write_bytes(sbd_cls_mat(ok))  # SBD annotates the VOC id too
     (voc / "2007_000002.png").write_bytes(png_bytes(ok if voc_label is None else voc_label, voc_palette()))
     plan = plan_conversion(["2007_000002"], ["2008_000001", "2007_000002"], voc, cls)
     return plan, tmp_path / "VOC2012" / "SegmentationClassAug"
@@ -126,6 +127,10 @@ def write_case(tmp_path, sbd_label=None, voc_label=None):
 def test_good_case_converts(tmp_path):
     plan, out = write_case(tmp_path)
     assert convert_all(plan, out) == {"voc": 1, "sbd": 1, "sbd_loadmat": 0}
+    # with SegmentationClassSBD: SBD's label of the VOC id is read as well, once
+    sbd = out.with_name("SegmentationClassSBD")
+    assert convert_all(plan, out, sbd_dir=sbd) == {"voc": 1, "sbd": 2, "sbd_loadmat": 0}
+    assert sorted(p.name for p in sbd.iterdir()) == ["2007_000002.png", "2008_000001.png"]
 
 
 @pytest.mark.parametrize("value", [21, 255])

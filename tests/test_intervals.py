@@ -133,10 +133,10 @@ def test_per_class_table_prints_the_decimals_its_error_supports(tmp_path):
         np.add.at(per_image[i], (labels[i], np.where(rng.random(50) < 0.7, labels[i], 0)), 1)
     better = per_image.copy()
     result = paired_bootstrap([per_image], [better], resamples=2000, max_resamples=8000, mc_error=0.0005)
-    results = {6: {k: (v if k in ("resamples", "left_out") else v * 100) for k, v in result.items()}}
-    results[6]["seeds"], results[6]["images"] = (1, 1), 300
+    results = {"e6": {k: (v if k in ("resamples", "left_out") else v * 100) for k, v in result.items()}}
+    results["e6"]["seeds"], results["e6"]["images"] = (1, 1), 300
     text = markdown(results, table_rows(results, ["voc", "vocaug"]), ["voc", "vocaug"], 8.0, 0.95)
-    error = max(np.nanmax(results[6]["change_low_error"]), np.nanmax(results[6]["change_high_error"]))
+    error = max(np.nanmax(results["e6"]["change_low_error"]), np.nanmax(results["e6"]["change_high_error"]))
     decimals = decimals_for(error)
     background = next(line for line in text.splitlines() if line.startswith("| background"))
     value = background.split("|")[2].strip()

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
-from conftest import DEMO, DEMO_VOC, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from conftest import DEMO, DEMO_RUNS, DEMO_VOC, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 from common.stats import convergence_epoch, improvement_sentence
 from common.voc import CLASSES as VOC_CLASSES
@@ -33,11 +33,10 @@ def test_every_figure_exists_as_png_and_pdf(study, name):
 
 def test_summary_has_one_row_per_run_with_computed_columns(study):
     rows = read_csv(study / "results/demo/tables/summary.csv")
-    assert [(r["variant"], int(r["epochs"]), int(r["seed"])) for r in rows] == [
-        (v, e, s) for v in ("voc", "vocaug") for e in DEMO["epochs"] for s in DEMO["seeds"]
-    ]
+    assert sorted((r["variant"], r["budget"], int(r["seed"])) for r in rows) == sorted(DEMO_RUNS)
     for row in rows:
-        out = run_dir(study, row["variant"], int(row["epochs"]), int(row["seed"]))
+        out = run_dir(study, row["variant"], row["budget"], int(row["seed"]))
+        assert int(row["epochs"]) == json.loads((out / "train_set.json").read_text())["epochs"]
         metrics = json.loads((out / "metrics.json").read_text())
         assert float(row["mIoU"]) == pytest.approx(metrics["mIoU"], abs=0.01)
         history = read_csv(out / "history.csv")
@@ -45,7 +44,7 @@ def test_summary_has_one_row_per_run_with_computed_columns(study):
         assert int(row["converged_epoch"]) == expected
         assert float(row["train_hours"]) > 0 and float(row["gpu_hours"]) == pytest.approx(float(row["train_hours"]))
         assert row["mIoU_tta"] == ""
-    assert "| variant | epochs | seed | mIoU |" in (study / "results/demo/tables/summary.md").read_text()
+    assert "| variant | budget | seed | epochs | train_images | mIoU |" in (study / "results/demo/tables/summary.md").read_text()
 
 
 def test_per_class_table_has_the_studys_layout_and_computed_counts(study):
@@ -62,7 +61,7 @@ def test_per_class_table_has_the_studys_layout_and_computed_counts(study):
                 assert float(r[f"change e{epochs} low"]) <= float(r[f"change e{epochs}"]) + 1e-6
                 assert float(r[f"change e{epochs}"]) <= float(r[f"change e{epochs} high"]) + 1e-6
         sentence = improvement_sentence(changes, 8)
-        assert f"- {epochs} epochs (vocaug vs voc): {sentence}." in markdown
+        assert f"- {epochs:,} epochs (vocaug vs voc): {sentence}." in markdown
         # the mean over seeds of each run's mIoU (MMSeg's, from metrics.json)
         miou = [
             json.loads((run_dir(study, "vocaug", epochs, seed) / "metrics.json").read_text())["mIoU"]
@@ -118,7 +117,7 @@ def test_snapshot_draws_the_finished_runs_without_training_the_others(study):
     result = run_snakemake(study, "snapshot", "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(study / "results/demo/snapshot/tables/summary.csv")
-    assert {int(r["epochs"]) for r in rows} == set(DEMO["epochs"])
+    assert {r["budget"] for r in rows} == {b for _, b, _ in DEMO_RUNS}
     assert (study / "results/demo/snapshot/figures/qualitative.png").exists()
     assert not (study / "results/demo/runs/voc/e12-s0").exists()
 

@@ -95,7 +95,7 @@ def relative_files(root: Path, skip=("_tta",)) -> set[str]:
 def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path, study):
     # the demo's every rule, on one seed at 2 epochs: its SLURM behaviour at a third of the CPU time
     workdir = copy_workflow(tmp_path, mini_archives)
-    config = write_config(workdir, "slurm_demo", epochs=[2], seeds=[0])
+    config = write_config(workdir, "slurm_demo", study_variants_only=True, epochs=[2], seeds=[0])
     result = run_snakemake(workdir, "--profile", make_test_profile(workdir), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
@@ -127,7 +127,7 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
 
 def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):
     # voc: 20 steps an epoch, seconds each; cancelled after its first checkpoint, 7 epochs before its end
-    config = write_config(workflow_copy, "fault", epochs=[8])
+    config = write_config(workflow_copy, "fault", study_variants_only=True, epochs=[8])
     work = workflow_copy / "results/demo/work/voc/e8-s0"
     target = "results/demo/runs/voc/e8-s0/final.pth"  # this run only
     profile = make_test_profile(workflow_copy)
@@ -168,7 +168,7 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
 
 
 def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
-    config = write_config(workflow_copy, "ddp", epochs=[1], training={**DEMO["training"], "gpus": 2})
+    config = write_config(workflow_copy, "ddp", study_variants_only=True, epochs=[1], training={**DEMO["training"], "gpus": 2})
     target = "results/demo/runs/voc/e1-s0/history.csv"
     result = run_snakemake(workflow_copy, target, "--profile", make_test_profile(workflow_copy), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -46,7 +46,7 @@ def test_lists_are_sorted_unique_and_deterministic(extracted, lists, tmp_path):
     counts, trainaug, aug = lists
     assert trainaug == sorted(set(trainaug)) and aug == sorted(set(aug))
     assert build(extracted, tmp_path / "again") == lists
-    assert counts == {"train": 40, "val": 30, "trainaug": len(trainaug), "aug": len(aug)}
+    assert counts == {"train": 40, "val": 30, "trainaug": len(trainaug), "aug": len(aug), "train_sbd": 20}
 
 
 def test_set_functions_on_hand_made_ids():

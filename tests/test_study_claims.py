@@ -2,6 +2,7 @@
 the Findings, and that none of it retrains a model."""
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA_KEY, DEMO, DEMO_VOC, OUT, planned_jobs, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO, DEMO_RUNS, DEMO_VOC, OUT, planned_jobs, run_snakemake, write_config
 from sample_train_images import draw_sample, training_pool, write_sample
 
 
@@ -72,10 +73,11 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_generalization_table_has_every_set_and_gap_with_intervals(study):
     rows = read_csv(study / OUT / "tables/generalization.csv")
-    assert {(r["variant"], int(r["epochs"])) for r in rows} == {(v, e) for v in DEMO_VARIANTS for e in DEMO["epochs"]}
+    assert {(r["variant"], r["budget"]) for r in rows} == {(v, b) for v, b, _ in DEMO_RUNS}
     for row in rows:
-        assert int(row["seeds"]) == len(DEMO["seeds"])
-        assert int(row["train images"]) == DEMO["evaluation"]["train_sample"]
+        assert int(row["seeds"]) == sum((v, b) == (row["variant"], row["budget"]) for v, b, _ in DEMO_RUNS)
+        trained = json.loads((study / OUT / f"runs/{row['variant']}/{row['budget']}-s0/train_set.json").read_text())
+        assert int(row["train images"]) == min(DEMO["evaluation"]["train_sample"], trained["images"])
         assert int(row["coco images"]) > 0 and int(row["val images"]) == 30
         for name in ("train mIoU", "val mIoU", "coco mIoU", "gap train-val", "gap val-coco"):
             value, low, high = (float(row[name.replace(" mIoU", "") + s] if s else row[name]) for s in ("", " low", " high"))
@@ -102,9 +104,6 @@ def test_report_opens_with_findings_from_the_tables(study):
     assert (study / "report/workflow.rst").read_text() in text  # the workflow's own description follows
 
 
-DEMO_VARIANTS = ("voc", "vocaug")
-
-
 def test_adding_evaluations_to_a_finished_study_retrains_nothing(study, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(study, copy, symlinks=True)
@@ -116,26 +115,27 @@ def test_adding_evaluations_to_a_finished_study_retrains_nothing(study, tmp_path
     result = run_snakemake(copy, "-n", "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    runs = len(DEMO_VARIANTS) * len(DEMO["epochs"]) * len(DEMO["seeds"])
+    runs = len(DEMO_RUNS)
     assert jobs.get("evaluate_upernet_ood") == runs and jobs.get("evaluate_upernet_train") == runs
     assert "train_upernet" not in jobs and "evaluate_upernet" not in jobs and "render_mmseg_config" not in jobs
     # another sample size: a new sample and its evaluations, still no training
     config = write_config(copy, "bigger", evaluation={"train_sample": 20})
     jobs = planned_jobs(run_snakemake(copy, "-n", "--configfile", config))
-    assert jobs.get("sample_train_images") == 2 and "train_upernet" not in jobs
+    # one sample per set of training lists: voc's, vocaug's, and each train_sbd subset's
+    assert jobs.get("sample_train_images") == 4 and "train_upernet" not in jobs
 
 
 def test_bootstrap_of_the_demo_tables_is_reproducible(study):
     """The per-class intervals come from a seeded bootstrap: the same table twice."""
     import compare_per_class
 
-    runs = [r for r in (study / OUT / "runs").glob("*/*")]
+    runs = [r for r in (study / OUT / "runs").glob("*/*") if r.parent.name in ("voc", "vocaug")]
     assert runs
     paths, spec = [], []
     for run in sorted(runs):
         variant, name = run.parent.name, run.name
-        epochs, seed = (int(x[1:]) for x in name.split("-"))
-        spec.append({"variant": variant, "epochs": epochs, "seed": seed})
+        budget, seed = name.split("-")
+        spec.append({"variant": variant, "budget": budget, "seed": int(seed[1:])})
         paths.append(run / "confusion_per_image.npz")
     bootstrap = {"resamples": 500, "max_resamples": 2000, "mc_error": 0.05, "seed": 0, "confidence": 0.95}
     first = compare_per_class.compare(spec, paths, ["voc", "vocaug"], bootstrap)

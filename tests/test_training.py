@@ -21,10 +21,10 @@ import torch
 import yaml
 from PIL import Image
 from common.run_files import read_attempts
-from conftest import DEMO, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from conftest import DEMO, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 RUNS = [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]  # first seed
-ALL_RUNS = len(RUNS) * len(DEMO["seeds"])
+ALL_RUNS = len(DEMO_RUNS)  # every run of the demo, its single-seed variants included
 FIRST = DEMO["epochs"][0]  # the demo's first epoch count
 VOC = DEMO_VOC
 
@@ -128,7 +128,7 @@ def test_second_invocation_does_nothing(study):
 
 
 def test_editing_one_variant_retrains_only_its_runs(study):
-    variants = dict(DEMO.get("variants") or yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"])
+    variants = {**yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"], **DEMO["variants"]}
     variants["vocaug"] = {**variants["vocaug"], "loss": "focal"}
     config = write_config(study, "focal", variants=variants)
     result = run_snakemake(study, "-n", "--configfile", config)
@@ -179,7 +179,7 @@ def test_pretrained_weights_are_fetched_on_the_login_node(study):
 # ---- runs of their own ---------------------------------------------------------
 def one_run_config(workdir, name, epochs, **training):
     """Config files extend config/config.yaml: variants stay, so tests name their run as target."""
-    return write_config(workdir, name, epochs=[epochs], training={**DEMO["training"], **training})
+    return write_config(workdir, name, study_variants_only=True, epochs=[epochs], training={**DEMO["training"], **training})
 
 
 def start_in_background(workdir, target, config) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
-from conftest import DATA_KEY, DEMO_VOC, REPO, planned_jobs, read_ids, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_snakemake, write_config
 from PIL import Image
 
 DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
@@ -40,8 +40,11 @@ def test_data_stage_runs_on_mini_archives_and_then_has_nothing_to_do(workflow_co
     assert len(list(sbd_cls.glob("*.mat"))) == len(list(extracted.sbd_cls.glob("*.mat")))
     assert not list((workflow_copy / "resources").rglob(".extract-*"))
     log = (workflow_copy / f"logs/convert_sbd/{DATA_KEY}.log").read_text()
-    assert f"wrote {len(trainaug) + len(read_ids(extracted.voc_val))} labels" in log
-    assert "counts: train=40, val=30" in (workflow_copy / f"logs/make_trainaug_list/{DATA_KEY}.log").read_text()
+    sbd_ids = set(read_ids(extracted.sbd_train)) | set(read_ids(extracted.sbd_val))
+    assert f": {len(trainaug) + len(read_ids(extracted.voc_val))} in SegmentationClassAug, {len(sbd_ids)} in " in log
+    assert {p.stem for p in (voc / "SegmentationClassSBD").glob("*.png")} == sbd_ids
+    lists = (workflow_copy / f"logs/make_trainaug_list/{DATA_KEY}.log").read_text()
+    assert "counts: train=40, val=30" in lists and "train_sbd=20" in lists
     # SBD-only ids: exactly what voc_aug.py reads from the .mat
     voc_ids = set(read_ids(extracted.voc_train)) | set(read_ids(extracted.voc_val))
     for image_id in sorted(set(read_ids(extracted.sbd_train)) - voc_ids)[:10]:
@@ -125,7 +128,8 @@ def test_epochs_and_seeds_from_the_command_line_are_numbers(workflow_copy):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     jobs = planned_jobs(result)
-    assert jobs["train_upernet"] == 2 * 2 * 2, jobs  # variants x epochs x seeds
+    # voc and vocaug x epochs x seeds, and the demo's single-seed variants at their own budgets
+    assert jobs["train_upernet"] == 2 * 2 * 2 + len(DEMO_RUNS) - 2 * 2, jobs
     assert "results/demo/runs/vocaug/e2-s1/final.pth" in result.stdout
 
 

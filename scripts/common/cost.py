@@ -25,14 +25,15 @@ def runtime_request(minutes: float, attempt: int) -> int:
 
 
 def sweep_summary(
-    minutes: list[float], gpus: int, variants: int, epoch_counts: int, seeds: int, images_per_second: float,
+    minutes: list[float], gpus: int, variants: int, budgets: int, seeds: int, images_per_second: float,
     gpu_model: str, evaluations_per_run: int = 1,
 ) -> str:  # fmt: skip
     runs = len(minutes)
     hours = sum(minutes) * gpus / 60
     return (
         f"run grid: {runs} training jobs of {gpus} GPU(s) each "
-        f"({variants} variants x {epoch_counts} epoch counts x {seeds} seeds) + {runs * evaluations_per_run} evaluation jobs; "
+        f"({variants} variants, {budgets} budgets (epoch counts, iteration budgets), {seeds} seeds) "
+        f"+ {runs * evaluations_per_run} evaluation jobs; "
         f"about {hours:.1f} GPU-hours of training at {images_per_second:g} images/s per GPU "
         f"(estimates.gpu_model: {gpu_model}), finished runs included"
     )

@@ -71,14 +71,15 @@ def _pipeline(augment: dict) -> str:
     return "[\n" + "".join(f"    {s},\n" for s in steps) + "]"
 
 
-def _dataset(split: str, labels: str, indent: str, delete: bool = False) -> str:
+def _dataset(train_set: dict, indent: str, delete: bool = False) -> str:
     # _delete_: replace the base config's train dataset instead of merging into it
+    ann_file = train_set.get("ann_file", f"ImageSets/Segmentation/{train_set['split']}.txt")
     lines = ["_delete_=True,"] if delete else []
     lines += [
         "type='PascalVOCDataset',",
         "data_root=data_root,",
-        f"data_prefix=dict(img_path='JPEGImages', seg_map_path='{labels}'),",
-        f"ann_file='ImageSets/Segmentation/{split}.txt',",
+        f"data_prefix=dict(img_path='JPEGImages', seg_map_path='{train_set['labels']}'),",
+        f"ann_file={ann_file!r},",
         "pipeline=train_pipeline)",
     ]
     return "dict(\n" + "\n".join(f"{indent}    {line}" for line in lines)
@@ -86,9 +87,20 @@ def _dataset(split: str, labels: str, indent: str, delete: bool = False) -> str:
 
 def _train_dataset(train_sets: list) -> str:
     if len(train_sets) == 1:
-        return _dataset(train_sets[0]["split"], train_sets[0]["labels"], "    ", delete=True)
-    members = "".join(f"            {_dataset(s['split'], s['labels'], ' ' * 12)},\n" for s in train_sets)
+        return _dataset(train_sets[0], "    ", delete=True)
+    members = "".join(f"            {_dataset(s, ' ' * 12)},\n" for s in train_sets)
     return f"dict(\n        _delete_=True,\n        type='ConcatDataset',\n        datasets=[\n{members}        ])"
+
+
+def _train_lists(lists: list[dict]) -> str:
+    """The lists of one epoch, as the training log shows them: file, ids, sha256."""
+    if not lists:
+        return "[]"
+    items = "".join(
+        f"    dict(ann_file={item['ann_file']!r}, images={item['images']}, sha256={item['sha256']!r}),\n"
+        for item in lists
+    )
+    return "[\n" + items + "]"
 
 
 def _backbone_init(pretrained) -> str:
@@ -108,7 +120,11 @@ def render_config(run: dict) -> str:
     augment = {**AUGMENT_DEFAULTS, **run.get("augment", {})}
     amp = run["amp"]
     values = {
-        "run_name": f"{run['variant']}/e{run['epochs']}-s{run['seed']}",
+        "run_name": f"{run['variant']}/{run.get('budget', 'e%d' % run['epochs'])}-s{run['seed']}",
+        "budget": repr(run.get("budget", f"e{run['epochs']}")),
+        "train_images": run.get("train_images"),
+        "iterations_per_epoch": run.get("iterations_per_epoch"),
+        "train_lists": _train_lists(run.get("train_lists", [])),
         "gpus": run["gpus"],
         "batch_per_gpu": run["batch_per_gpu"],
         "base_lr": repr(run["base_lr"]),

@@ -24,4 +24,4 @@ def save(fig, png: Path, pdf: Path) -> None:
 
 
 def run_label(run: dict) -> str:
-    return f"{run['variant']} e{run['epochs']} s{run['seed']}"
+    return f"{run['variant']} {run['budget']} s{run['seed']}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common.config_files import load_config_file
 from common.mmseg_config import AUGMENT_DEFAULTS, _backbone_type
+from common.subsets import iterations_per_epoch
 from common.voc import CLASSES
 
 FLAG_POINTS = 3.0  # a run this far below its reference is flagged
@@ -78,12 +79,6 @@ def dataset_of(train_sets: list[dict], datasets: dict) -> str | None:
         if any(key(form) == key(train_sets) for form in dataset["train_sets"]):
             return name
     return None
-
-
-def iterations_per_epoch(images: int, gpus: int, batch_per_gpu: int) -> int:
-    """Optimizer steps of one epoch: MMEngine's DefaultSampler gives each of the gpus
-    processes ceil(images / gpus) samples, and the dataloader keeps the last short batch."""
-    return math.ceil(math.ceil(images / gpus) / batch_per_gpu) if images > 0 else 0
 
 
 def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
