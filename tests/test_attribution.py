@@ -326,3 +326,19 @@ def test_demo_writes_the_attribution_table_and_the_data_scaling_figure(study):
     }  # fmt: skip
     assert {p["set"] for p in points} == {"val", "coco"}
     assert (study / OUT / "figures/data_scaling.png").stat().st_size > 10_000
+
+
+def test_the_rendered_run_counts_its_lists_and_refuses_an_empty_one(tmp_path):
+    from render_mmseg_config import train_set
+
+    run = {"variant": "sbd_only", "budget": "i100", "seed": 0, "gpus": 2, "batch_per_gpu": 4,
+           "train_sets": [{"split": "train_sbd", "labels": "SegmentationClassSBD", "ann_file": "x.txt"}]}  # fmt: skip
+    ids = tmp_path / "x.txt"
+    ids.write_text("".join(f"2008_{i:06d}\n" for i in range(37)))
+    trained = train_set(run, [ids])
+    # 37 images on 2 GPUs: 19 per rank, 5 steps of 4; 100 steps need 20 epochs
+    assert (trained["images"], trained["iterations_per_epoch"], trained["epochs"]) == (37, 5, 20)
+    assert trained["iterations"] == 100 and trained["iteration_budget"] == 100
+    ids.write_text("")
+    with pytest.raises(ValueError, match=r"variant sbd_only: its training lists are empty"):
+        train_set(run, [ids])
