@@ -342,3 +342,19 @@ def test_the_rendered_run_counts_its_lists_and_refuses_an_empty_one(tmp_path):
     ids.write_text("")
     with pytest.raises(ValueError, match=r"variant sbd_only: its training lists are empty"):
         train_set(run, [ids])
+
+
+def test_learning_curves_can_read_runs_at_equal_images_seen(tmp_path):
+    from plot_learning_curves import seed_curves
+
+    header = "epoch,mIoU,aAcc,mAcc,train_loss,lr\n"
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text(header + "".join(f"{e},{10 * e},50,20,1.0,0.01\n" for e in range(1, 7)))
+    large.write_text(header + "".join(f"{e},{30 * e},50,20,1.0,0.01\n" for e in range(1, 3)))
+    runs = [{"variant": "voc_i", "budget": "i60", "seed": 0}, {"variant": "trainaug_i", "budget": "i60", "seed": 0}]
+    by_epochs = seed_curves(runs, [small, large])
+    assert by_epochs[("voc_i", "i60")][0] == [1, 2, 3, 4, 5, 6]
+    by_images = seed_curves(runs, [small, large], sizes=[40, 142], x="images")
+    assert by_images[("voc_i", "i60")][0] == [40, 80, 120, 160, 200, 240]
+    assert by_images[("trainaug_i", "i60")][0] == [142, 284]
+    np.testing.assert_array_equal(by_images[("trainaug_i", "i60")][1], [[30, 60]])

@@ -1,5 +1,6 @@
 """Which runs of a config separate the voc -> vocaug change into its parts
-(planning: plain Python, no torch), and the table's arithmetic.
+(planning: plain Python, no torch), and the Findings sentence of the table
+(scripts/attribution.py computes it).
 
 The study's two variants differ in four things at once.  Each part compares two
 runs of the config that differ in that one thing (same model settings):
