@@ -1,6 +1,7 @@
 localrules:
     download_archive,
     data,
+    make_subset,
 
 
 # `snakemake data`: the data stage alone
@@ -168,6 +169,7 @@ rule convert_coco:
 
 # A variant's subset (variants.<name>.subset): one list per train set, nested for
 # one subset_seed (common/subsets.py), beside the whole lists it is drawn from.
+# A localrule: it reads a few lists, not worth a queue wait.
 rule make_subset:
     input:
         lists=get_subset_lists,
