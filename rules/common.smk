@@ -33,7 +33,7 @@ from common.mmseg_config import (
 from common.references import ReferenceError, load_references, published_reference
 from common.references import run_recipe, variant_recipe
 from common.subsets import SubsetError, budget_epochs, budget_name, check_labels, member_name
-from common.subsets import annotation_source, parse_budget, subset_name, subset_size
+from common.subsets import annotation_source, longest_budget, parse_budget, subset_name, subset_size
 from common.attribution import model_key, plan_attribution
 from common.voc import OFFICIAL_COUNTS, read_id_list
 
@@ -275,12 +275,6 @@ RUNS = [
     for seed in config["variants"][variant].get("seeds", config["seeds"])
 ]
 MODEL_OVERRIDES = ("depth", "loss", "pretrained")
-
-
-def budget_order(budget):
-    """Sort key of budgets: epoch counts (the study's axis) after iteration budgets, each by size."""
-    kind, amount = parse_budget(budget)
-    return (kind == "epochs", amount)
 
 
 def _variant_settings(name):
@@ -630,7 +624,7 @@ def final_runs(view):
     for variant in config["variants"]:
         mine = [r for r in runs if r["variant"] == variant]
         if mine:
-            longest = max((r["budget"] for r in mine), key=budget_order)
+            longest = longest_budget(r["budget"] for r in mine)
             chosen.append(min((r for r in mine if r["budget"] == longest), key=lambda r: r["seed"]))
     return chosen
 
@@ -720,15 +714,10 @@ def _official_data(name):
     return is_official("voc") and (is_official("sbd") or not uses_sbd)
 
 
-def _variant_recipe(name):
-    """A subset is not the data a reference trained on: its recipe names no dataset."""
-    recipe = variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
-    if variant_subset(name):
-        recipe = {**recipe, "dataset": None, "train_sets": [f"subset {variant_subset(name)}"]}
-    return recipe
-
-
-VARIANT_RECIPES = {name: _variant_recipe(name) for name in config["variants"]}
+VARIANT_RECIPES = {
+    name: variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
+    for name in config["variants"]
+}
 
 
 def planned_recipe(variant, budget):

@@ -66,12 +66,11 @@ def plot_curves(runs, histories, sizes=None, x: str = "epochs"):
     return fig
 
 
-def plot_final(runs, metrics, epochs=None):
+def plot_final(runs, metrics, epochs):
     """Final mIoU against the epochs each run trained: lines join a variant's epoch
     counts; iteration budgets are open markers at the epochs they came to."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     colours = variant_colours(variants)
-    epochs = epochs or [parse_budget(r["budget"])[1] for r in runs]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     final = [(r, e, read_metrics(Path(m))["mIoU"]) for r, e, m in zip(runs, epochs, metrics)]
     for variant in variants:

@@ -56,17 +56,14 @@ def plan_attribution(settings: dict, budgets: dict, compare, images: dict, steps
     key = model_key(settings[baseline])
     same_model = {v for v in settings if model_key(settings[v]) == key}
 
-    def whole(v, wanted):
-        return v in same_model and pieces(settings[v]["train_sets"]) == wanted and not _subset_of(settings[v])
-
     def trains_on(v, wanted):
         return v in same_model and pieces(settings[v]["train_sets"]) == wanted
 
+    def whole(v, wanted):
+        return trains_on(v, wanted) and not _subset_of(settings[v])
+
     def subset(v, wanted, size=None):
-        return (
-            v in same_model and pieces(settings[v]["train_sets"]) == wanted and bool(_subset_of(settings[v]))
-            and (size is None or images[v] == size)
-        )  # fmt: skip
+        return trains_on(v, wanted) and bool(_subset_of(settings[v])) and (size is None or images[v] == size)
 
     epoch_budgets = lambda v: [b for b in budgets[v] if parse_budget(b)[0] == "epochs"]  # noqa: E731
     common_epochs = sorted(set(epoch_budgets(baseline)) & set(epoch_budgets(other)), key=budget_key)

@@ -81,13 +81,22 @@ def dataset_of(train_sets: list[dict], datasets: dict) -> str | None:
     return None
 
 
+def _subset_text(settings: dict) -> list[str]:
+    subset = settings.get("subset")
+    if not subset:
+        return []
+    amount = f"{subset['size']:,} images" if "size" in subset else f"{subset['fraction']:g} of them"
+    return [f"subset: {amount} (subset_seed {subset['seed']})"]
+
+
 def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
     """What a variant's runs do (settings: the training settings with the variant's overrides)."""
     gpus, batch = settings["gpus"], settings["batch_per_gpu"]
     total = gpus * batch
     return {
-        "dataset": dataset_of(settings["train_sets"], datasets),
-        "train_sets": [f"{s['split']} ({s['labels']})" for s in settings["train_sets"]],
+        # a subset is not the data a reference trained on: its recipe names no dataset
+        "dataset": None if settings.get("subset") else dataset_of(settings["train_sets"], datasets),
+        "train_sets": [f"{s['split']} ({s['labels']})" for s in settings["train_sets"]] + _subset_text(settings),
         "official_data": official_data,
         "backbone": "resnet",
         "stem": "plain" if _backbone_type(settings["pretrained"]) == "ResNet" else "v1c",
