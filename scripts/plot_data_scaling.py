@@ -9,7 +9,6 @@ in the config the points are at equal epochs, and the title says that compute
 then differs between points.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from matplotlib.ticker import FuncFormatter
 
 from common.jobs import start_log, write_csv
 from common.plots import LINESTYLES, plt, save
-from common.run_files import read_per_image
+from common.run_files import read_per_image, read_train_set
 from common.stats import align, set_bootstrap
 from common.subsets import budget_key, parse_budget
 
@@ -35,7 +34,7 @@ def measure(runs: list[dict], sources: dict, train_sets: list[str], files: dict[
     groups: dict[tuple[str, str], dict] = {}
     for index, run in enumerate(runs):
         group = groups.setdefault((run["variant"], run["budget"]), {"images": None, "sets": {}})
-        group["images"] = json.loads(Path(train_sets[index]).read_text())["images"]
+        group["images"] = read_train_set(Path(train_sets[index]))["images"]
         for name, paths in files.items():
             ids, confusion = read_per_image(Path(paths[index]))
             first = group.setdefault("order", {}).setdefault(name, ids)

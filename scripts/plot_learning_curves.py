@@ -6,14 +6,13 @@ The x axis is epochs, or with ``report.learning_curves_x: images`` the images se
 different set sizes are then read at equal compute.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from common.history import read_miou_curve
 from common.jobs import start_log
-from common.run_files import read_metrics
+from common.run_files import read_metrics, read_train_set
 from common.plots import LINESTYLES, plt, save, variant_colours
 from common.subsets import budget_key, parse_budget
 
@@ -101,7 +100,7 @@ def plot_final(runs, metrics, epochs):
 def main(snakemake) -> None:
     start_log(snakemake)
     out, p, i = snakemake.output, snakemake.params, snakemake.input
-    trained = [json.loads(Path(path).read_text()) for path in i.train_set]
+    trained = [read_train_set(Path(path)) for path in i.train_set]
     sizes = [t["images"] for t in trained]
     save(plot_curves(p.runs, i.history, sizes, p.x), out.curves, out.curves_pdf)
     save(plot_final(p.runs, i.metrics, [t["epochs"] for t in trained]), out.final, out.final_pdf)

@@ -1,14 +1,13 @@
 """results/tables/summary.{csv,md}: one row per run, beside its nearest published
 reference (rule summarize_runs)."""
 
-import json
 import logging
 from pathlib import Path
 
 from common.jobs import markdown_table, start_log, write_csv, write_text
 from common.history import read_miou_curve
 from common.references import FLAG_POINTS, check_run, load_references, reference_flag, run_recipe
-from common.run_files import read_attempts, read_metrics
+from common.run_files import read_attempts, read_metrics, read_train_set
 from common.stats import convergence_epoch
 
 log = logging.getLogger("summarize_runs")
@@ -34,7 +33,7 @@ def summarize(runs, metrics, histories, attempts, tta, gpus: int, fraction: floa
     ):
         result = read_metrics(Path(metrics_path))
         seconds = train_seconds(Path(attempts_path))
-        trained = json.loads(Path(train_set_path).read_text())
+        trained = read_train_set(Path(train_set_path))
         key = (run["variant"], run["budget"], run["seed"])
         rows.append(
             {

@@ -358,3 +358,22 @@ def test_learning_curves_can_read_runs_at_equal_images_seen(tmp_path):
     assert by_images[("voc_i", "i60")][0] == [40, 80, 120, 160, 200, 240]
     assert by_images[("trainaug_i", "i60")][0] == [142, 284]
     np.testing.assert_array_equal(by_images[("trainaug_i", "i60")][1], [[30, 60]])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ('{"images": 40, "epochs": 3', "not valid JSON"),
+        ('{"images": 40, "epochs": 3}', "no iterations"),
+        ('{"images": 0, "epochs": 3, "iterations": 60}', "images is 0, not a whole number > 0"),
+    ],
+    ids=["empty", "truncated", "incomplete", "no-images"],
+)
+def test_a_broken_train_set_json_is_an_error_naming_the_file(tmp_path, text, message):
+    from common.run_files import RunFileError, read_train_set
+
+    path = tmp_path / "train_set.json"
+    path.write_text(text)
+    with pytest.raises(RunFileError, match=f"{path}: {re.escape(message)}"):
+        read_train_set(path)

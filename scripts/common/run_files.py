@@ -47,15 +47,20 @@ def _number(value, path, what) -> float:
     return number
 
 
-def read_metrics(path: Path) -> dict:
-    """metrics.json of an evaluation: mIoU, aAcc, mAcc (percent) and the rest as written."""
+def _json_object(path: Path) -> dict:
     text = _text(path)
     try:
-        metrics = json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise RunFileError(f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
-    if not isinstance(metrics, dict):
-        raise RunFileError(f"{path}: expected a JSON object, found {type(metrics).__name__}")
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_metrics(path: Path) -> dict:
+    """metrics.json of an evaluation: mIoU, aAcc, mAcc (percent) and the rest as written."""
+    metrics = _json_object(path)
     missing = [key for key in METRIC_KEYS if key not in metrics]
     if missing:
         raise RunFileError(f"{path}: no {', '.join(missing)} (is it an evaluation's metrics.json?)")
@@ -64,6 +69,19 @@ def read_metrics(path: Path) -> dict:
         if not 0 <= value <= 100:
             raise RunFileError(f"{path}: {key} is {value}, outside 0-100")
     return metrics
+
+
+def read_train_set(path: Path) -> dict:
+    """train_set.json of a run (rule render_mmseg_config): what one epoch is and what the
+    budget made of it; images, epochs and iterations whole numbers > 0."""
+    trained = _json_object(path)
+    missing = [key for key in ("images", "epochs", "iterations") if key not in trained]
+    if missing:
+        raise RunFileError(f"{path}: no {', '.join(missing)} (is it a run's train_set.json?)")
+    for key in ("images", "epochs", "iterations"):
+        if isinstance(trained[key], bool) or not isinstance(trained[key], int) or trained[key] < 1:
+            raise RunFileError(f"{path}: {key} is {trained[key]!r}, not a whole number > 0")
+    return trained
 
 
 def read_history(path: Path) -> list[dict]:
