@@ -27,7 +27,7 @@ from common.mmseg_config import (
     PRETRAINED_URLS,
     RUNTIME_SETTINGS,
     ConfigError,
-    check_pretrained_depth,
+    check_backbone,
     pretrained_file,
 )
 from common.references import ReferenceError, load_references, published_reference
@@ -68,6 +68,7 @@ validate(config, "../config/schemas/config.schema.yaml")
 
 
 DATA_SOURCES = ("voc", "sbd", "coco_images", "coco_annotations")
+BACKBONE_KEYS = ("backbone", "depth", "size", "pretrained")
 
 
 def _expand_paths():
@@ -112,14 +113,14 @@ def check_config():
                 f"data.{name}.archive: no such file {archive!r} (set it to null to download data.{name}.url)"
             )
     for name, variant in config["variants"].items():
-        pretrained = variant.get("pretrained", config["training"]["pretrained"])
-        depth = variant.get("depth", config["training"]["depth"])
-        where = f"variants.{name}" if "pretrained" in variant or "depth" in variant else "training"
+        model = {k: variant.get(k, config["training"][k]) for k in BACKBONE_KEYS}
+        where = f"variants.{name}" if set(variant) & {*BACKBONE_KEYS} else "training"
         try:
-            check_pretrained_depth(pretrained, depth, where)
-            weights = pretrained_file(pretrained)
+            check_backbone(model, where)
+            weights = pretrained_file(model["pretrained"])
         except ConfigError as error:
             raise WorkflowError(str(error))
+        pretrained = model["pretrained"]
         if weights and pretrained not in PRETRAINED_URLS and not os.path.isfile(weights):
             raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
         members = [member_name(s) for s in variant["train_sets"]]
@@ -274,7 +275,7 @@ RUNS = [
     for budget in variant_budgets(variant)
     for seed in config["variants"][variant].get("seeds", config["seeds"])
 ]
-MODEL_OVERRIDES = ("depth", "loss", "pretrained")
+MODEL_OVERRIDES = ("backbone", "depth", "size", "backbone_overrides", "loss", "pretrained")
 
 
 def _variant_settings(name):

@@ -43,21 +43,24 @@ def train_set(run: dict, lists: list[Path]) -> dict:
     }  # fmt: skip
 
 
-def write_config(run: dict, runtime: dict, path: Path, trains_on: dict) -> None:
-    """Render ``run`` (result-changing settings) plus ``runtime`` ones to ``path``."""
+def write_config(run: dict, runtime: dict, path: Path, trains_on: dict, tracking=("tensorboard",)) -> None:
+    """Render ``run`` (result-changing settings) plus ``runtime`` ones and the
+    ``tracking`` backends (neither changes a result) to ``path``."""
     values = {
-        **run, **{key: runtime[key] for key in RUNTIME_SETTINGS},
+        **run, **{key: runtime[key] for key in RUNTIME_SETTINGS}, "tracking": list(tracking),
         "epochs": trains_on["epochs"], "train_images": trains_on["images"],
         "iterations_per_epoch": trains_on["iterations_per_epoch"], "train_lists": trains_on["lists"],
     }  # fmt: skip
-    write_text(path, render_config(values))
+    write_text(path, render_config(values, path.parent))
 
 
 def main(snakemake) -> None:
     start_log(snakemake)
     run = dict(snakemake.params.run)
     trains_on = train_set(run, [Path(p) for p in snakemake.input.lists])
-    write_config(run, snakemake.config["training"], Path(snakemake.output.config), trains_on)
+    write_config(
+        run, snakemake.config["training"], Path(snakemake.output.config), trains_on, snakemake.config["tracking"]
+    )
     write_text(Path(snakemake.output.train_set), json.dumps(trains_on, indent=1) + "\n")
     log.info(
         "%s: %d training images; budget %s: %d epochs x %d steps = %d optimizer steps",

@@ -36,9 +36,16 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None, p
     from common.hooks import NonFiniteLossHook, RngStateHook, ValidateResumedEpochHook
     from common.jobs import sha256_text
     from common.launch import adapt_to_device, init_cpu_distributed
+    from common.mmseg_config import missing_tracking_packages
     from common.work_dir import prepare_work_dir
 
     cfg = Config.fromfile(str(config_path)) if cfg is None else cfg
+    missing = missing_tracking_packages(cfg.visualizer.get("vis_backends", []))
+    if missing:
+        raise RuntimeError(
+            f"{config_path}: tracking needs {', '.join(missing)}, not installed in this environment "
+            f"(pip install {' '.join(missing)}, or leave it out of the config's tracking)"
+        )
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     device = adapt_to_device(cfg, distributed=launcher != "none")

@@ -220,12 +220,14 @@ def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study)
         edit.restore()
 
 
-def test_the_code_hash_covers_imported_modules_and_templates(tmp_path):
+def test_the_code_hash_covers_imported_modules_and_base_configs(tmp_path):
     scripts = tmp_path / "scripts"
     shutil.copytree(REPO / "scripts", scripts)
     before = code_digest(scripts / "render_mmseg_config.py")
-    template = next((scripts / "common/templates").iterdir())
-    template.write_text(template.read_text() + "\n# edited\n")
+    base = scripts / "common/configs/study_voc.py"
+    base.write_text(base.read_text() + "\n# a comment changes no result\n")
+    assert code_digest(scripts / "render_mmseg_config.py") == before
+    base.write_text(base.read_text().replace("interval=50", "interval=20"))
     assert code_digest(scripts / "render_mmseg_config.py") != before
     assert code_digest(scripts / "plot_confusion.py") == code_digest(REPO / "scripts/plot_confusion.py")
 

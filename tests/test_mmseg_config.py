@@ -27,6 +27,8 @@ def study_run(**overrides) -> dict:
         **training,
         "variant": "vocaug",
         "epochs": 30,
+        "iterations_per_epoch": 662,  # 10,582 images at 2 GPUs x 8
+        "train_images": 10582,
         "seed": 0,
         "train_sets": VOCAUG,
         "data_root": "resources/VOCdevkit/VOC2012",
@@ -47,7 +49,7 @@ def plain(node):
 
 def load(run: dict, tmp_path: Path) -> Config:
     path = tmp_path / "config.py"
-    path.write_text(render_config(run))
+    path.write_text(render_config(run, tmp_path))
     return Config(plain(Config.fromfile(str(path)).to_dict()))
 
 
@@ -102,8 +104,9 @@ def test_schedule_is_epoch_based_where_mmseg_counts_iterations(rendered, shipped
     assert shipped.train_dataloader.sampler.type == "InfiniteSampler"
     assert rendered.train_dataloader.sampler == {"type": "DefaultSampler", "shuffle": True}
     (ours,), (theirs,) = rendered.param_scheduler, shipped.param_scheduler
-    assert without(ours, "end", "by_epoch") == without(theirs, "end", "by_epoch")
-    assert ours.by_epoch and ours.end == 30 and not theirs.by_epoch
+    assert without(ours, "end", "by_epoch", "convert_to_iter_based") == without(theirs, "end", "by_epoch")
+    # epochs in the config, but the lr decays every step as in MMSeg's iteration schedules
+    assert ours.by_epoch and ours.convert_to_iter_based and ours.end == 30 and not theirs.by_epoch
     assert rendered.default_hooks.checkpoint.by_epoch and not shipped.default_hooks.checkpoint.by_epoch
     assert rendered.log_processor.by_epoch
     assert set(rendered.default_hooks) == set(shipped.default_hooks)
@@ -162,7 +165,18 @@ def test_unknown_scheme_is_refused():
         render_config(study_run(pretrained="open-mmlab://resnet50_v1d"))
 
 
-def test_known_weights_are_the_ones_mmengine_lists():
+SHIPPED_DIR = SHIPPED.parent.parent
+FAMILY_CONFIGS = {
+    ("swin", size): SHIPPED_DIR / f"swin/swin-{size}-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py"
+    for size in ("tiny", "small", "base")
+} | {
+    ("convnext", size): SHIPPED_DIR / f"convnext/convnext-{size}_upernet_8xb2-amp-160k_ade20k-512x512.py"
+    for size in ("tiny", "small", "base")
+}
+WEIGHTS = {"swin": "mmseg://swin_{}", "convnext": "mmpretrain://convnext_{}"}
+
+
+def test_known_weights_are_the_ones_mmengine_and_mmseg_list():
     import mmengine
 
     hub = Path(mmengine.__file__).parent / "hub"
@@ -172,4 +186,68 @@ def test_known_weights_are_the_ones_mmengine_lists():
     }
     for name, url in PRETRAINED_URLS.items():
         scheme, key = name.split("://")
-        assert tables[scheme][key] == url, name
+        if scheme in tables:
+            assert tables[scheme][key] == url, name
+    for (family, size), path in FAMILY_CONFIGS.items():
+        assert PRETRAINED_URLS[WEIGHTS[family].format(size)] == Config.fromfile(str(path)).checkpoint_file
+
+
+@pytest.mark.parametrize("family, size", sorted(FAMILY_CONFIGS))
+def test_swin_and_convnext_are_mmsegs_except_classes_schedule_units_and_crop(tmp_path, family, size):
+    """Model and optimizer of MMSeg's ADE20K UPerNet config of the family and size."""
+    weights = WEIGHTS[family].format(size)
+    cfg = load(study_run(backbone=family, size=size, pretrained=weights, amp=family == "convnext"), tmp_path)
+    shipped = Config(plain(Config.fromfile(str(FAMILY_CONFIGS[family, size])).to_dict()))
+    ours, theirs = cfg.model, shipped.model
+    # the weights: fetched beforehand to resources/pretrained/, MMSeg reads its URL
+    assert ours.backbone.init_cfg.pop("checkpoint") == "resources/pretrained/" + PRETRAINED_URLS[weights].rsplit("/", 1)[1]
+    assert theirs.backbone.init_cfg.pop("checkpoint") == PRETRAINED_URLS[weights]
+    assert ours.backbone == theirs.backbone
+    for head in ("decode_head", "auxiliary_head"):
+        assert (ours[head].num_classes, theirs[head].num_classes) == (21, 150)
+        assert without(ours[head], "num_classes") == without(theirs[head], "num_classes")
+    assert without(ours, "data_preprocessor", "decode_head", "auxiliary_head", "test_cfg") == without(
+        theirs, "data_preprocessor", "decode_head", "auxiliary_head", "test_cfg"
+    )
+    assert ours.data_preprocessor.size == (512, 512) == theirs.data_preprocessor.size
+    # 2 GPUs x 8 images = MMSeg's 8 x 2: the recipe's lr unscaled
+    assert cfg.optim_wrapper == shipped.optim_wrapper
+    warmup, poly = cfg.param_scheduler
+    shipped_warmup, shipped_poly = shipped.param_scheduler
+    unit_keys = ("begin", "end", "by_epoch", "convert_to_iter_based")
+    assert without(warmup, *unit_keys) == without(shipped_warmup, *unit_keys)
+    assert without(poly, *unit_keys) == without(shipped_poly, *unit_keys)
+    # MMSeg warms up for 1,500 of 160,000 steps; the study for the same share of its steps
+    steps = 30 * 662
+    assert warmup.end * 662 == pytest.approx(steps * 1500 / 160000, abs=1) and poly.begin == warmup.end
+    assert poly.end == 30 and warmup.convert_to_iter_based and poly.convert_to_iter_based
+
+
+def test_a_short_run_warms_up_for_ten_steps(tmp_path):
+    """MMEngine's LinearLR ends at 1 - 1/n of the lr: one warm-up step would leave it at 1e-6."""
+    cfg = load(study_run(backbone="swin", pretrained=None, epochs=2, iterations_per_epoch=20), tmp_path)
+    warmup, poly = cfg.param_scheduler
+    assert round(warmup.end * 20) == 10 and poly.begin == warmup.end
+
+
+def test_swin_and_convnext_take_their_head_inputs_from_the_backbone_widths(tmp_path):
+    tiny_swin = {"embed_dims": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2]}
+    cfg = load(study_run(backbone="swin", pretrained=None, backbone_overrides=tiny_swin), tmp_path)
+    assert cfg.model.decode_head.in_channels == [16, 32, 64, 128] and cfg.model.auxiliary_head.in_channels == 64
+    tiny_convnext = {"arch": {"depths": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}}
+    cfg = load(study_run(backbone="convnext", pretrained=None, backbone_overrides=tiny_convnext), tmp_path)
+    assert cfg.model.decode_head.in_channels == [8, 16, 32, 64] and cfg.model.auxiliary_head.in_channels == 32
+    assert cfg.model.backbone.init_cfg is None and cfg.custom_imports.imports == "mmpretrain.models"
+
+
+def test_weights_of_another_backbone_are_refused():
+    with pytest.raises(ConfigError, match="does not fit backbone swin small .*mmseg://swin_small"):
+        render_config(study_run(backbone="swin", size="small", pretrained="mmseg://swin_tiny"))
+    with pytest.raises(ConfigError, match="does not fit backbone convnext tiny"):
+        render_config(study_run(backbone="convnext", pretrained="open-mmlab://resnet50_v1c"))
+
+
+def test_a_run_config_is_a_short_delta_over_the_study_base(tmp_path):
+    text = render_config(study_run(), tmp_path)
+    assert text.count("_base_") == 2  # the comment and the one line
+    assert "${" not in text and len(text.splitlines()) < 110

@@ -42,14 +42,14 @@ def test_cpu_gets_bn_gloo_and_no_amp():
         dict(
             model=dict(backbone=dict(norm_cfg=dict(type="SyncBN")), heads=[dict(norm_cfg=dict(type="SyncBN"))]),
             env_cfg=dict(dist_cfg=dict(backend="nccl")),
-            optim_wrapper=dict(type="AmpOptimWrapper"),
+            optim_wrapper=dict(type="AmpOptimWrapper", loss_scale="dynamic"),
         )
     )
     assert not torch.cuda.is_available()
     assert adapt_to_device(cfg, distributed=True) == "cpu"
     assert cfg.model.backbone.norm_cfg.type == "BN" and cfg.model.heads[0].norm_cfg.type == "BN"
     assert cfg.env_cfg.dist_cfg.backend == "gloo"
-    assert cfg.optim_wrapper.type == "OptimWrapper"
+    assert cfg.optim_wrapper == {"type": "OptimWrapper"}
     assert cfg.model_wrapper_cfg.device_ids is None
 
 

@@ -38,8 +38,8 @@ ENVS = {
             "own wheel index; the other mm* packages and opencv-python follow them so\n"
             "pip sees the distributions mmcv requires."
         ),
-        "conda": ["pip", "numpy", "scipy", "matplotlib", "pillow", "pyyaml", "ftfy", "regex", "tqdm"],
-        "pip": ["torch", "torchvision", "opencv-python", "mmcv", "mmengine", "mmsegmentation"],
+        "conda": ["pip", "numpy", "scipy", "matplotlib", "pillow", "pyyaml", "ftfy", "regex", "tqdm", "tensorboard"],
+        "pip": ["torch", "torchvision", "opencv-python", "mmcv", "mmengine", "mmsegmentation", "mmpretrain"],
     },
 }
 # conda-forge names that differ from the PyPI distribution names.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 PACKAGE = "common"
 # Files a module reads at run time, relative to the scripts folder.
-DATA_FILES = {"common/mmseg_config.py": ["common/templates"]}
+DATA_FILES = {"common/mmseg_config.py": ["common/configs"]}
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

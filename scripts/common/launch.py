@@ -45,6 +45,7 @@ def adapt_to_device(cfg, distributed: bool) -> str:
     cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
     if cfg.optim_wrapper.get("type") == "AmpOptimWrapper":
         cfg.optim_wrapper.type = "OptimWrapper"
+        cfg.optim_wrapper.pop("loss_scale", None)  # AmpOptimWrapper's alone
         log.info("no CUDA: AMP is off")
     if distributed:
         # DDP of a CPU module takes no device_ids

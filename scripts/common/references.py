@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from common.config_files import load_config_file
-from common.mmseg_config import AUGMENT_DEFAULTS, _backbone_type
+from common.mmseg_config import AUGMENT_DEFAULTS, optimizer_recipe, resnet_type
 from common.subsets import iterations_per_epoch
 from common.voc import CLASSES
 
@@ -89,18 +89,31 @@ def _subset_text(settings: dict) -> list[str]:
     return [f"subset: {amount} (subset_seed {subset['seed']})"]
 
 
+def _backbone_recipe(settings: dict) -> dict:
+    """Backbone family, its ResNet stem and depth (or Swin/ConvNeXt size) and width overrides."""
+    if settings.get("backbone", "resnet") == "resnet":
+        stem = "plain" if resnet_type(settings["pretrained"]) == "ResNet" else "v1c"
+        return {"backbone": "resnet", "stem": stem, "depth": settings["depth"], **_overrides(settings)}
+    size = settings.get("size", "tiny")
+    return {"backbone": settings["backbone"], "depth": None, "size": size, **_overrides(settings)}
+
+
+def _overrides(settings: dict) -> dict:
+    return {"backbone_overrides": settings["backbone_overrides"]} if settings.get("backbone_overrides") else {}
+
+
 def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
     """What a variant's runs do (settings: the training settings with the variant's overrides)."""
     gpus, batch = settings["gpus"], settings["batch_per_gpu"]
     total = gpus * batch
+    family = settings.get("backbone", "resnet")
+    base_lr, base_batch, optimizer = optimizer_recipe(settings)
     return {
         # a subset is not the data a reference trained on: its recipe names no dataset
         "dataset": None if settings.get("subset") else dataset_of(settings["train_sets"], datasets),
         "train_sets": [f"{s['split']} ({s['labels']})" for s in settings["train_sets"]] + _subset_text(settings),
         "official_data": official_data,
-        "backbone": "resnet",
-        "stem": "plain" if _backbone_type(settings["pretrained"]) == "ResNet" else "v1c",
-        "depth": settings["depth"],
+        **_backbone_recipe(settings),
         "pretrained": settings["pretrained"],
         "head_channels": settings["head_channels"],
         "crop": list(settings["crop_size"]),
@@ -109,9 +122,10 @@ def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
         "gpus": gpus,
         "batch_per_gpu": batch,
         "total_batch": total,
-        "lr": settings["base_lr"] * total / settings["base_batch_size"],
-        "optimizer": {"type": "SGD", "momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
-        "schedule": {"type": "PolyLR", "power": settings["poly_power"], "eta_min": settings["eta_min"]},
+        "lr": base_lr * total / base_batch,
+        "optimizer": optimizer,
+        "schedule": {"type": "PolyLR", "power": settings["poly_power"], "eta_min": settings["eta_min"]}
+        if family == "resnet" else {"type": "LinearLR warm-up + PolyLR", "power": 1.0, "eta_min": 0.0},
         # MMEngine reverts SyncBN to BN outside distributed training
         "norm": {"type": "SyncBN", "images": total} if gpus > 1 else {"type": "BN", "images": batch},
         "loss": settings["loss"],
@@ -199,8 +213,7 @@ def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]
     mine = data + ("" if recipe["official_data"] else " (other archives than the official ones)")
     add("data", mine, datasets[reference["dataset"]]["description"],
         differs=recipe["dataset"] != reference["dataset"] or not recipe["official_data"])  # fmt: skip
-    stem = {"v1c": "ResNetV1c", "plain": "ResNet"}
-    add("backbone", f"{stem[recipe['stem']]}-{recipe['depth']}", f"{stem[ref['stem']]}-{ref['depth']}")
+    add("backbone", _backbone_text(recipe), _backbone_text(ref))
     add("pretrained", str(recipe["pretrained"]), str(ref["pretrained"]))
     add("head channels", recipe["head_channels"], ref.get("head_channels"))
     add("crop", _pair(recipe["crop"]), _pair(ref["crop"]))
@@ -221,8 +234,7 @@ def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]
         theirs = f"{theirs_16:g} per 16 images (linear rule; batch not published)"
     add("lr", f"{recipe['lr']:g} at batch {recipe['total_batch']} (= {mine_16:g} per 16 images)", theirs,
         differs=theirs_16 is not None and not math.isclose(mine_16, theirs_16, rel_tol=1e-6))  # fmt: skip
-    optimizer = "{type} momentum {momentum:g}, weight decay {weight_decay:g}"
-    add("optimizer", optimizer.format(**recipe["optimizer"]), optimizer.format(**ref["optimizer"]) if ref.get("optimizer") else None)
+    add("optimizer", _optimizer_text(recipe["optimizer"]), _optimizer_text(ref["optimizer"]) if ref.get("optimizer") else None)
     schedule = "{type} power {power:g} to {eta_min:g}"
     add("schedule", schedule.format(**recipe["schedule"]), schedule.format(**ref["schedule"]) if ref.get("schedule") else None)
     steps = reference_iterations(reference, recipe, datasets)
@@ -238,6 +250,17 @@ def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]
     add("loss", recipe["loss"].replace("_", " "), ref["loss"].replace("_", " ") if ref.get("loss") else None)
     add("precision", "AMP" if recipe["amp"] else "fp32", None if "amp" not in ref else ("AMP" if ref["amp"] else "fp32"))
     return rows
+
+
+def _backbone_text(recipe: dict) -> str:
+    if recipe.get("backbone", "resnet") == "resnet":
+        return f"{ {'v1c': 'ResNetV1c', 'plain': 'ResNet'}[recipe['stem']]}-{recipe['depth']}"
+    return f"{recipe['backbone']}-{recipe['size']}"
+
+
+def _optimizer_text(optimizer: dict) -> str:
+    momentum = f" momentum {optimizer['momentum']:g}," if "momentum" in optimizer else ""
+    return f"{optimizer['type']}{momentum} weight decay {optimizer['weight_decay']:g}"
 
 
 def _norm(norm: dict) -> str:
@@ -273,7 +296,7 @@ def recipe_warnings(recipe: dict, reference: dict) -> list[str]:
             f"{recipe['batch_per_gpu']} images per step, not the reference's "
             f"{ref['norm']['images'] or 'total batch'}"
         )
-    if recipe["stem"] == "plain" and ref.get("stem") == "v1c":
+    if recipe.get("stem") == "plain" and ref.get("stem") == "v1c":
         warnings.append(
             "torchvision weights (ResNet, plain stem) compared with a v1c reference (ResNetV1c, "
             "deep stem, open-mmlab weights): MMSeg's published numbers are for the v1c backbone"
