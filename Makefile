@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
 DEMO_ARCHIVES := resources/demo/VOCtrainval_mini.tar resources/demo/benchmark_mini.tgz
 COCO_ARCHIVES := resources/demo/val2017_mini.zip resources/demo/annotations_trainval2017_mini.zip
+CUSTOM_ARCHIVES := resources/demo/shapes_mini.tar.gz
 # The demo's GPU-job rules on one CPU thread each: two jobs then share the 2 cores
 # (measured: 1 thread trains these tiny models as fast as 2)
 DEMO_THREADS := --set-threads train_upernet=1 evaluate_upernet=1 evaluate_upernet_train=1 \
@@ -34,12 +35,16 @@ lock:
 	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install -c requirements.txt pip-tools
 	$(BIN)/python tools/lock.py compile
 
-# The bundled default data: small VOC/SBD/COCO archives in the real formats,
+# The bundled default data: small VOC/SBD/COCO archives in the real formats and a
+# dataset of your own in VOC layout (shapes, for fine-tuning),
 # rewritten only when a generator changes (their md5s are in config/demo.yaml).
-demo-data: $(DEMO_ARCHIVES) $(COCO_ARCHIVES)
+demo-data: $(DEMO_ARCHIVES) $(COCO_ARCHIVES) $(CUSTOM_ARCHIVES)
 
 $(DEMO_ARCHIVES) &: tools/make_mini_voc.py scripts/common/voc.py | $(VENV)/.installed
 	$(BIN)/python tools/make_mini_voc.py --out resources/demo
+
+$(CUSTOM_ARCHIVES) &: tools/make_mini_custom.py tools/make_mini_voc.py scripts/common/voc.py | $(VENV)/.installed
+	$(BIN)/python tools/make_mini_custom.py --out resources/demo
 
 $(COCO_ARCHIVES) &: tools/make_mini_coco.py tools/make_mini_voc.py scripts/common/coco.py scripts/common/voc.py | $(VENV)/.installed
 	$(BIN)/python tools/make_mini_coco.py --out resources/demo

@@ -35,7 +35,8 @@ from common.references import run_recipe, variant_recipe
 from common.subsets import SubsetError, budget_epochs, budget_name, check_labels, member_name
 from common.subsets import annotation_source, longest_budget, parse_budget, subset_name, subset_size
 from common.attribution import model_key, plan_attribution
-from common.voc import OFFICIAL_COUNTS, read_id_list
+from common.voc import CLASSES as VOC_CLASSES
+from common.voc import OFFICIAL_COUNTS, palette, read_id_list
 
 
 # ==== 1. the config ===============================================================
@@ -89,17 +90,25 @@ def _expand_paths():
     expand(config["predict"], "images", "predict.images")
     for name, variant in config["variants"].items():
         expand(variant, "pretrained", f"variants.{name}.pretrained")
+    for name, dataset in config["datasets"].items():
+        for key in ("folder", "archive"):
+            expand(dataset, key, f"datasets.{name}.{key}")
 
 
 _expand_paths()
+# a variant on a dataset of `datasets` trains on its train list unless it names lists
+DATASET_TRAIN_SETS = [{"split": "train", "labels": "SegmentationClass"}]
+for _variant in config["variants"].values():
+    if "dataset" in _variant:
+        _variant.setdefault("train_sets", DATASET_TRAIN_SETS)
 
 
 def check_config():
     """The checks across keys that a schema cannot express."""
     for name in config["report"]["compare"]:
-        if name not in config["variants"]:
+        if name not in config["variants"] or "dataset" in config["variants"][name]:
             raise WorkflowError(
-                f"report.compare: {name!r} is not a variant ({', '.join(config['variants'])})"
+                f"report.compare: {name!r} is not a variant on VOC ({', '.join(config['variants'])})"
             )
     estimates = config["estimates"]
     if estimates["gpu_model"] not in estimates["images_per_second"]:
@@ -112,8 +121,16 @@ def check_config():
             raise WorkflowError(
                 f"data.{name}.archive: no such file {archive!r} (set it to null to download data.{name}.url)"
             )
+    check_datasets()
     for name, variant in config["variants"].items():
+        if "train_sets" not in variant:
+            raise WorkflowError(
+                f"variants.{name}: no train_sets (and no dataset whose train list it would be)"
+            )
+        check_dataset_variant(name, variant)
         model = {k: variant.get(k, config["training"][k]) for k in BACKBONE_KEYS}
+        if "init_from" in variant:  # the source run's weights replace the pretrained ones
+            model["pretrained"] = None
         where = f"variants.{name}" if set(variant) & {*BACKBONE_KEYS} else "training"
         try:
             check_backbone(model, where)
@@ -121,7 +138,12 @@ def check_config():
         except ConfigError as error:
             raise WorkflowError(str(error))
         pretrained = model["pretrained"]
-        if weights and pretrained not in PRETRAINED_URLS and not os.path.isfile(weights):
+        if (
+            weights
+            and "init_from" not in variant
+            and pretrained not in PRETRAINED_URLS
+            and not os.path.isfile(weights)
+        ):
             raise WorkflowError(f"{where}.pretrained: no such file {weights!r}")
         members = [member_name(s) for s in variant["train_sets"]]
         if len(set(members)) < len(members):
@@ -141,6 +163,40 @@ def check_config():
             )
 
 
+def check_datasets():
+    for name, dataset in config["datasets"].items():
+        where = f"datasets.{name}"
+        if ("folder" in dataset) == ("archive" in dataset):
+            raise WorkflowError(f"{where}: give either folder or archive (a tar of the folder)")
+        if "folder" in dataset and not os.path.isdir(dataset["folder"]):
+            raise WorkflowError(f"{where}.folder: no such folder {dataset['folder']!r}")
+        if "archive" in dataset and not os.path.isfile(dataset["archive"]):
+            raise WorkflowError(f"{where}.archive: no such file {dataset['archive']!r}")
+        if "folder" in dataset and ("md5" in dataset or dataset["root"]):
+            raise WorkflowError(f"{where}: md5 and root belong to an archive, not a folder")
+
+
+def check_dataset_variant(name, variant):
+    """A variant on a dataset of `datasets`: trains on that dataset's own lists."""
+    if "dataset" not in variant:
+        return
+    if variant["dataset"] not in config["datasets"]:
+        known = ", ".join(config["datasets"]) or "none"
+        raise WorkflowError(
+            f"variants.{name}.dataset: {variant['dataset']!r} is not in datasets ({known})"
+        )
+    for index, train_set in enumerate(variant["train_sets"]):
+        if train_set["labels"] != "SegmentationClass" or train_set["split"] not in ("train", "val"):
+            raise WorkflowError(
+                f"variants.{name}.train_sets[{index}]: a dataset of `datasets` has the lists train and "
+                "val, read with labels SegmentationClass"
+            )
+    if "subset" in variant:
+        raise WorkflowError(
+            f"variants.{name}: subsets are drawn from VOC lists, not from a dataset"
+        )
+
+
 def variant_budgets(name):
     """Budgets of variant `name`: e<epochs> then i<iterations> (the study's, or its own)."""
     variant = config["variants"][name]
@@ -157,13 +213,18 @@ check_config()
 # ==== 2. paths and wildcards =======================================================
 # Data live in a folder named after the archives they come from, results in the
 # config's own folder: the demo and a real study never share either.
+def _archive_key(md5, where):
+    """8 digits of an archive's md5, or, unchecked, a hash of where it comes from."""
+    if md5:
+        return md5.lower()[:8]
+    return f"nomd5-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
 def _source_key(name):
-    """md5 of data source `name` (8 digits), or, unchecked, a hash of where it comes from."""
+    """The key of data source `name` (see _archive_key)."""
     source = config["data"][name]
-    if source["md5"]:
-        return source["md5"].lower()[:8]
     where = os.path.abspath(source["archive"]) if source["archive"] else source["url"]
-    return "nomd5-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+    return _archive_key(source["md5"], where)
 
 
 DATA_KEY = f"voc-{_source_key('voc')}_sbd-{_source_key('sbd')}"
@@ -192,8 +253,29 @@ OOD_SETS = {
 }
 
 
+# your own datasets (config `datasets`): a folder as it is, or an archive extracted
+# into a folder named after its md5; each checked into <results>/datasets/<name>.json
+def _dataset_folder(name):
+    dataset = config["datasets"][name]
+    if "folder" in dataset:
+        return dataset["folder"]
+    key = _archive_key(dataset.get("md5"), os.path.abspath(dataset["archive"]))
+    return f"resources/datasets/{name}-{key}"
+
+
+DATASET_ROOTS = {name: _dataset_folder(name) for name in config["datasets"]}
+EXTRACTED_DATASETS = {
+    os.path.basename(DATASET_ROOTS[name]): name
+    for name, dataset in config["datasets"].items()
+    if "archive" in dataset
+}
+DATASET_CHECK = f"{OUT}/datasets/{{dataset}}.json"
+
+
 wildcard_constraints:
     archive=r"[^/]+",
+    dataset="|".join(re.escape(d) for d in config["datasets"]) or "(?!)",
+    extracted="|".join(re.escape(d) for d in EXTRACTED_DATASETS) or "(?!)",
     variant="|".join(re.escape(v) for v in config["variants"]),
     budget=r"[ei]\d+",
     seed=r"\d+",
@@ -269,12 +351,18 @@ def data_stage_outputs():
 
 
 # ==== 4. the run grid ==============================================================
-RUNS = [
+ALL_RUNS = [
     {"variant": variant, "budget": budget, "seed": seed}
     for variant in config["variants"]
     for budget in variant_budgets(variant)
     for seed in config["variants"][variant].get("seeds", config["seeds"])
 ]
+# The VOC study (every table and figure of the report) and the variants trained on
+# datasets of `datasets` (compared in tables/finetune and figures/finetune).
+STUDY_VARIANTS = [name for name in config["variants"] if "dataset" not in config["variants"][name]]
+DATASET_VARIANTS = [name for name in config["variants"] if name not in STUDY_VARIANTS]
+RUNS = [run for run in ALL_RUNS if run["variant"] in STUDY_VARIANTS]
+DATASET_RUNS = [run for run in ALL_RUNS if run["variant"] in DATASET_VARIANTS]
 MODEL_OVERRIDES = ("backbone", "depth", "size", "backbone_overrides", "loss", "pretrained")
 
 
@@ -287,10 +375,69 @@ def _variant_settings(name):
     settings["train_sets"] = variant["train_sets"]
     if "subset" in variant:
         settings["subset"] = {**variant["subset"], "seed": variant.get("subset_seed", 0)}
+    if "dataset" in variant:
+        classes = config["datasets"][variant["dataset"]]["classes"]
+        colours = palette()
+        settings["dataset"] = {
+            "name": variant["dataset"],
+            "classes": classes,
+            "palette": [colours[3 * i : 3 * i + 3] for i in range(len(classes))],
+        }
     return settings
 
 
 VARIANT_SETTINGS = {name: _variant_settings(name) for name in config["variants"]}
+# what a fine-tuned variant shares with the run it starts from
+INIT_MODEL_KEYS = ("backbone", "depth", "size", "backbone_overrides", "head_channels")
+
+
+def _init_source(name):
+    """The run variant `name` starts from (init_from), checked: a variant of the config,
+    one budget, the same model, no cycle."""
+    spec, where = config["variants"][name]["init_from"], f"variants.{name}.init_from"
+    source = spec["variant"]
+    if source not in config["variants"]:
+        raise WorkflowError(
+            f"{where}.variant: {source!r} is not a variant ({', '.join(config['variants'])})"
+        )
+    if ("epochs" in spec) == ("iterations" in spec):
+        raise WorkflowError(
+            f"{where}: give the source run's epochs or its iterations (one of them)"
+        )
+    kind = "epochs" if "epochs" in spec else "iterations"
+    seen, current = [name], source
+    while current:
+        if current in seen:
+            raise WorkflowError(f"{where}: a cycle of init_from ({' -> '.join(seen + [current])})")
+        seen.append(current)
+        current = config["variants"][current].get("init_from", {}).get("variant")
+    mine, theirs = VARIANT_SETTINGS[name], VARIANT_SETTINGS[source]
+    for key in INIT_MODEL_KEYS:
+        if mine.get(key) != theirs.get(key):
+            raise WorkflowError(
+                f"{where}: {key} is {mine.get(key)!r} here but {theirs.get(key)!r} in {source}: "
+                "fine-tuning loads the source's weights into the same model"
+            )
+    return {"variant": source, "budget": budget_name(kind, spec[kind]), "seed": spec.get("seed", 0)}
+
+
+def _class_count(name):
+    return len(VARIANT_SETTINGS[name].get("dataset", {}).get("classes", VOC_CLASSES))
+
+
+INIT_SOURCES = {
+    name: _init_source(name)
+    for name in config["variants"]
+    if "init_from" in config["variants"][name]
+}
+for _name, _source in INIT_SOURCES.items():
+    VARIANT_SETTINGS[_name]["pretrained"] = None  # the source run's weights replace them
+    VARIANT_SETTINGS[_name]["init_from"] = {
+        "run": f"{_source['variant']}/{_source['budget']}-s{_source['seed']}",
+        "checkpoint": f"{OUT}/init/{_name}.pth",
+        # heads are loaded too when both predict the same classes
+        "heads": _class_count(_name) == _class_count(_source["variant"]),
+    }
 
 
 def variant_subset(name):
@@ -320,7 +467,17 @@ def variant_lists(name):
     settings, subset = VARIANT_SETTINGS[name], variant_subset(name)
     if subset:
         return [f"{SUBSETS}/{subset}/{member_name(s)}.txt" for s in settings["train_sets"]]
-    return [f"{SPLITS}/{s['split']}.txt" for s in settings["train_sets"]]
+    return [f"{variant_lists_folder(name)}/{s['split']}.txt" for s in settings["train_sets"]]
+
+
+def variant_root(name):
+    """The data root variant `name` trains and is evaluated on: VOC, or its dataset's folder."""
+    dataset = config["variants"][name].get("dataset")
+    return DATASET_ROOTS[dataset] if dataset else VOC
+
+
+def variant_lists_folder(name):
+    return f"{variant_root(name)}/ImageSets/Segmentation"
 
 
 VARIANT_LISTS = {name: variant_lists(name) for name in config["variants"]}
@@ -353,8 +510,9 @@ def get_run_settings(wildcards):
     """Everything that determines the result of run {variant}/{budget}-s{seed}; the
     epochs of an iteration budget follow from the lists when the config is rendered."""
     settings = dict(VARIANT_SETTINGS[wildcards.variant])
+    root = variant_root(wildcards.variant)
     settings["train_sets"] = [
-        {**s, "ann_file": os.path.relpath(path, VOC)}
+        {**s, "ann_file": os.path.relpath(path, root)}
         for s, path in zip(settings["train_sets"], VARIANT_LISTS[wildcards.variant])
     ]
     return _canonical(
@@ -363,7 +521,7 @@ def get_run_settings(wildcards):
             "variant": wildcards.variant,
             "budget": wildcards.budget,
             "seed": int(wildcards.seed),
-            "data_root": VOC,
+            "data_root": root,
             "work_dir": WORK.format(**wildcards),
         }
     )
@@ -376,14 +534,33 @@ def get_run_lists(wildcards):
 
 def get_train_data(wildcards):
     """The lists and label folders a run reads, the val set, and its backbone weights."""
-    settings = VARIANT_SETTINGS[wildcards.variant]
-    inputs = [f"{VOC}/JPEGImages", f"{SPLITS}/val.txt", f"{VOC}/SegmentationClass"]
-    inputs += VARIANT_LISTS[wildcards.variant]
-    inputs += [f"{VOC}/{train_set['labels']}" for train_set in settings["train_sets"]]
+    settings, root = VARIANT_SETTINGS[wildcards.variant], variant_root(wildcards.variant)
+    inputs = [f"{root}/JPEGImages", f"{variant_lists_folder(wildcards.variant)}/val.txt"]
+    inputs += [f"{root}/SegmentationClass", *VARIANT_LISTS[wildcards.variant]]
+    inputs += [f"{root}/{train_set['labels']}" for train_set in settings["train_sets"]]
+    if "dataset" in settings:  # checked: labels, lists and classes agree
+        inputs.append(DATASET_CHECK.format(dataset=settings["dataset"]["name"]))
+    if "init_from" in settings:
+        inputs.append(settings["init_from"]["checkpoint"])
     weights = pretrained_file(settings["pretrained"])
     if weights:
         inputs.append(weights)
     return sorted(set(inputs))
+
+
+def get_val_data(wildcards):
+    """The images, labels and list a run is evaluated on: VOC val, or its dataset's val."""
+    root = variant_root(wildcards.variant)
+    return {
+        "images": f"{root}/JPEGImages",
+        "labels": f"{root}/SegmentationClass",
+        "val": f"{variant_lists_folder(wildcards.variant)}/val.txt",
+    }
+
+
+def get_init_source(wildcards):
+    """The final.pth of the run variant {variant} starts from."""
+    return f"{RUN.format(**INIT_SOURCES[wildcards.variant])}/final.pth"
 
 
 # The training-image sample of each set of training lists (evaluation.train_sample):
@@ -395,7 +572,7 @@ def _sample_name(variant):
     return f"{sets}_n{config['evaluation']['train_sample']}_s{config['evaluation']['sample_seed']}"
 
 
-SAMPLES = {_sample_name(v): v for v in config["variants"]}
+SAMPLES = {_sample_name(v): v for v in STUDY_VARIANTS}
 
 
 def get_train_sample(wildcards):
@@ -434,10 +611,15 @@ def extra_evaluations():
 
 
 def run_outputs():
+    """Every run's files: VOC runs' evaluations, and dataset runs' on their own val."""
     names = ["metrics.json", "history.csv", "confusion.npy", *extra_evaluations()]
     if config["evaluation"]["tta"]:
         names.append("metrics_tta.json")
-    return [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
+    outputs = [f"{RUN.format(**run)}/{name}" for run in RUNS for name in names]
+    return outputs + [f"{RUN.format(**run)}/{n}" for run in DATASET_RUNS for n in DATASET_RUN_FILES]
+
+
+DATASET_RUN_FILES = ["metrics.json", "history.csv", "confusion_per_image.npz"]
 
 
 # ==== 5. resources and cost ========================================================
@@ -461,9 +643,19 @@ def planned_split_size(split):
     return config["estimates"]["split_sizes"].get(split, 0)
 
 
+def dataset_list_size(variant, split):
+    """Ids of a list of a variant's own dataset, for planning: counted where the list
+    exists (a folder, or an archive extracted before), else 0 (the runtime request
+    counts them when the job is submitted)."""
+    path = f"{variant_lists_folder(variant)}/{split}.txt"
+    return len(read_id_list(path)) if os.path.isfile(path) else 0
+
+
 def planned_images(variant, split_size=planned_split_size):
     """Training images of variant `variant`: its lists' sizes, or its subset's."""
     settings = VARIANT_SETTINGS[variant]
+    if "dataset" in settings:
+        return sum(dataset_list_size(variant, s["split"]) for s in settings["train_sets"])
     total = sum(split_size(s["split"]) for s in settings["train_sets"])
     if "subset" not in settings:
         return total
@@ -496,13 +688,19 @@ def run_epochs(variant, budget, images):
     return budget_epochs(budget, max(images, 1), settings["gpus"], settings["batch_per_gpu"])
 
 
+def planned_val_images(variant):
+    if "dataset" in VARIANT_SETTINGS[variant]:
+        return dataset_list_size(variant, "val")
+    return planned_split_size("val")
+
+
 def run_minutes(variant, budget, images=None, val_images=None):
     """Estimated wall time of one run on its GPUs (planned set sizes unless given)."""
     settings = VARIANT_SETTINGS[variant]
     images = planned_images(variant) if images is None else images
     return train_minutes(
         train_images=images,
-        val_images=planned_split_size("val") if val_images is None else val_images,
+        val_images=planned_val_images(variant) if val_images is None else val_images,
         epochs=run_epochs(variant, budget, images),
         val_interval=settings["val_interval"],
         images_per_second=IMAGES_PER_SECOND,
@@ -523,7 +721,7 @@ def get_train_runtime(wildcards, input, attempt):
         wildcards.variant,
         wildcards.budget,
         size(VARIANT_LISTS[wildcards.variant]),
-        size([f"{SPLITS}/val.txt"]),
+        size([f"{variant_lists_folder(wildcards.variant)}/val.txt"]),
     )
     return runtime_request(minutes, attempt)
 
@@ -535,11 +733,11 @@ def get_attempt(wildcards, attempt):
 def cost_summary():
     """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only)."""
     return sweep_summary(
-        [run_minutes(run["variant"], run["budget"]) for run in RUNS],
+        [run_minutes(run["variant"], run["budget"]) for run in ALL_RUNS],
         gpus=TRAIN_GPUS,
         variants=len(config["variants"]),
-        budgets=len({run["budget"] for run in RUNS}),
-        seeds=len({run["seed"] for run in RUNS}),
+        budgets=len({run["budget"] for run in ALL_RUNS}),
+        seeds=len({run["seed"] for run in ALL_RUNS}),
         images_per_second=IMAGES_PER_SECOND,
         gpu_model=config["estimates"]["gpu_model"],
         evaluations_per_run=1 + len(extra_evaluations()) + int(config["evaluation"]["tta"]),
@@ -582,7 +780,7 @@ FIGURES = [
 # lists (a subset's frequency would be a sample of its lists'), and those lists.
 WHOLE_LIST_VARIANTS = {
     name: VARIANT_SETTINGS[name]["train_sets"]
-    for name in config["variants"]
+    for name in STUDY_VARIANTS
     if not variant_subset(name)
 }
 TRAIN_LISTS = sorted(
@@ -591,20 +789,22 @@ TRAIN_LISTS = sorted(
 
 
 def report_outputs(view):
+    finetune = [f"{view}/tables/finetune.{e}" for e in ("csv", "md")]
+    finetune += [f"{view}/figures/finetune.{e}" for e in ("png", "pdf")]
     return (
-        [f"{view}/tables/{t}" for t in TABLES]
+        (finetune if DATASET_VARIANTS else [])
+        + [f"{view}/tables/{t}" for t in TABLES]
         + [f"{OUT}/tables/annotations.{e}" for e in ("csv", "md")]
         + [f"{view}/report/workflow.rst"]
         + [f"{view}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     )
 
 
-def view_runs(view):
+def view_runs(view, runs=RUNS, files=REPORT_RUN_FILES):
+    """The runs a view reports: all of them, or in the snapshot those with every file."""
     if view == OUT:
-        return RUNS
-    return [
-        r for r in RUNS if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
-    ]
+        return runs
+    return [r for r in runs if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in files)]
 
 
 def compared_runs(view):
@@ -622,7 +822,7 @@ def final_runs(view):
     epoch count, or where it has none, the largest iteration budget."""
     runs = view_runs(view)
     chosen = []
-    for variant in config["variants"]:
+    for variant in STUDY_VARIANTS:
         mine = [r for r in runs if r["variant"] == variant]
         if mine:
             longest = longest_budget(r["budget"] for r in mine)
@@ -717,7 +917,7 @@ def _official_data(name):
 
 VARIANT_RECIPES = {
     name: variant_recipe(VARIANT_SETTINGS[name], _official_data(name), REFERENCES["datasets"])
-    for name in config["variants"]
+    for name in STUDY_VARIANTS
 }
 
 
@@ -737,7 +937,7 @@ def recipe_checks():
                 "seeds": sorted({r["seed"] for r in RUNS if (r["variant"], r["budget"]) == (v, b)}),
                 "recipe": planned_recipe(v, b),
             }
-            for v in config["variants"]
+            for v in STUDY_VARIANTS
             for b in variant_budgets(v)
         ]
     )
@@ -763,13 +963,13 @@ def get_published_columns(wildcards):
 # identify (common/attribution.py), and the data-scaling figure's points.
 ATTRIBUTION = _canonical(
     plan_attribution(
-        VARIANT_SETTINGS,
-        {name: variant_budgets(name) for name in config["variants"]},
+        {name: VARIANT_SETTINGS[name] for name in STUDY_VARIANTS},
+        {name: variant_budgets(name) for name in STUDY_VARIANTS},
         config["report"]["compare"],
-        {name: planned_images(name) for name in config["variants"]},
+        {name: planned_images(name) for name in STUDY_VARIANTS},
         {
             (name, budget): planned_recipe(name, budget)["iterations"]
-            for name in config["variants"]
+            for name in STUDY_VARIANTS
             for budget in variant_budgets(name)
         },
     )
@@ -781,7 +981,7 @@ ATTRIBUTION_PAIRS = {
     if run
 }
 ANNOTATION_SOURCES = {
-    name: annotation_source(VARIANT_SETTINGS[name]["train_sets"]) for name in config["variants"]
+    name: annotation_source(VARIANT_SETTINGS[name]["train_sets"]) for name in STUDY_VARIANTS
 }
 _BASELINE_MODEL = model_key(VARIANT_SETTINGS[config["report"]["compare"][0]])
 HAS_ITERATION_RUNS = any(parse_budget(run["budget"])[0] == "iterations" for run in RUNS)
@@ -802,3 +1002,47 @@ def scaling_runs(view):
         if parse_budget(r["budget"])[0] == wanted
         and model_key(VARIANT_SETTINGS[r["variant"]]) == _BASELINE_MODEL
     ]
+
+
+# ==== 9. fine-tuning on your own datasets ===========================================
+# Per dataset: each variant that starts from another run (init_from) against each
+# that does not, at the budgets both have (rule finetune).
+def finetune_runs(view):
+    return view_runs(view, DATASET_RUNS, DATASET_RUN_FILES)
+
+
+FINETUNE_VARIANTS = {
+    name: {
+        "dataset": config["variants"][name]["dataset"],
+        "init_from": VARIANT_SETTINGS[name].get("init_from", {}).get("run"),
+    }
+    for name in DATASET_VARIANTS
+}
+
+
+def _finetune_plan():
+    pairs, missing = [], []
+    for dataset in sorted({v["dataset"] for v in FINETUNE_VARIANTS.values()}):
+        mine = [n for n, v in FINETUNE_VARIANTS.items() if v["dataset"] == dataset]
+        tuned = [n for n in mine if FINETUNE_VARIANTS[n]["init_from"]]
+        scratch = [n for n in mine if not FINETUNE_VARIANTS[n]["init_from"]]
+        if not tuned or not scratch:
+            what = "with" if not tuned else "without"
+            missing.append(f"{dataset}: nothing to compare; add a variant on it {what} init_from")
+        for a in scratch:
+            for b in tuned:
+                for budget in sorted(set(variant_budgets(a)) & set(variant_budgets(b))):
+                    pairs.append(
+                        {
+                            "dataset": dataset,
+                            "budget": budget,
+                            "scratch": a,
+                            "finetuned": b,
+                            "init_from": FINETUNE_VARIANTS[b]["init_from"],
+                        }
+                    )
+    return pairs, missing
+
+
+FINETUNE_PAIRS, FINETUNE_MISSING = _finetune_plan()
+DATASET_CLASSES = {name: len(d["classes"]) for name, d in config["datasets"].items()}

@@ -185,3 +185,55 @@ rule make_subset:
         subset=get_subset_spec,
     script:
         "../scripts/make_subset.py"
+
+
+# ---- your own datasets (config `datasets`) ----------------------------------------
+# An archive is extracted into a folder named after its md5 (a folder is used as it is).
+rule extract_dataset:
+    input:
+        archive=lambda w: config["datasets"][EXTRACTED_DATASETS[w.extracted]]["archive"],
+    output:
+        images=directory("resources/datasets/{extracted}/JPEGImages"),
+        labels=directory("resources/datasets/{extracted}/SegmentationClass"),
+        train="resources/datasets/{extracted}/ImageSets/Segmentation/train.txt",
+        val="resources/datasets/{extracted}/ImageSets/Segmentation/val.txt",
+    log:
+        "logs/extract_dataset/{extracted}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code("extract_archive.py"),
+        md5=lambda w: config["datasets"][EXTRACTED_DATASETS[w.extracted]].get("md5"),
+        md5_key=lambda w: f"datasets.{EXTRACTED_DATASETS[w.extracted]}.md5",
+        members=lambda w: {
+            os.path.join(config["datasets"][EXTRACTED_DATASETS[w.extracted]]["root"], path): name
+            for path, name in (
+                ("JPEGImages", "images"),
+                ("SegmentationClass", "labels"),
+                ("ImageSets/Segmentation/train.txt", "train"),
+                ("ImageSets/Segmentation/val.txt", "val"),
+            )
+        },
+    script:
+        "../scripts/extract_archive.py"
+
+
+# Before any of its runs trains: every listed id has its image and label, every
+# label value is a class of the list (or 255), every class appears in train.
+rule check_dataset:
+    input:
+        images=lambda w: f"{DATASET_ROOTS[w.dataset]}/JPEGImages",
+        labels=lambda w: f"{DATASET_ROOTS[w.dataset]}/SegmentationClass",
+        train=lambda w: f"{DATASET_ROOTS[w.dataset]}/ImageSets/Segmentation/train.txt",
+        val=lambda w: f"{DATASET_ROOTS[w.dataset]}/ImageSets/Segmentation/val.txt",
+    output:
+        DATASET_CHECK,
+    log:
+        f"{OUT}/datasets/{{dataset}}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code("check_dataset.py"),
+        classes=lambda w: config["datasets"][w.dataset]["classes"],
+    script:
+        "../scripts/check_dataset.py"

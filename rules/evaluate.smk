@@ -1,10 +1,8 @@
 rule evaluate_upernet:
     input:
+        unpack(get_val_data),
         config=rules.render_mmseg_config.output.config,
         checkpoint=rules.train_upernet.output.checkpoint,
-        images=f"{VOC}/JPEGImages",
-        labels=f"{VOC}/SegmentationClass",
-        val=f"{SPLITS}/val.txt",
     output:
         metrics=f"{RUN}/metrics.json",
         confusion=f"{RUN}/confusion.npy",

@@ -208,7 +208,7 @@ rule plot_generalization:
         "../envs/plots.yaml"
     params:
         code=code("plot_generalization.py"),
-        variants=list(config["variants"]),
+        variants=STUDY_VARIANTS,
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
         "../scripts/plot_generalization.py"
@@ -358,3 +358,37 @@ rule findings:
 rule snapshot:
     input:
         report_outputs(SNAPSHOT),
+
+
+# Fine-tuning from a trained run against training from zero, on each dataset of `datasets`.
+rule finetune:
+    input:
+        per_image=get_view_files("confusion_per_image.npz", finetune_runs),
+        history=get_view_files("history.csv", finetune_runs),
+    output:
+        csv=report(
+            "{view}/tables/finetune.csv",
+            caption="../report/finetune_table.rst",
+            category="Fine-tuning",
+        ),
+        md="{view}/tables/finetune.md",
+        png=report(
+            "{view}/figures/finetune.png",
+            caption="../report/finetune.rst",
+            category="Fine-tuning",
+        ),
+        pdf="{view}/figures/finetune.pdf",
+    log:
+        "logs/finetune/{view}.log",
+    conda:
+        "../envs/plots.yaml"
+    params:
+        code=code("finetune.py"),
+        runs=get_runs_param(finetune_runs),
+        variants=FINETUNE_VARIANTS,
+        pairs=FINETUNE_PAIRS,
+        missing=FINETUNE_MISSING,
+        classes=DATASET_CLASSES,
+        bootstrap=config["report"]["bootstrap"],
+    script:
+        "../scripts/finetune.py"

@@ -126,3 +126,25 @@ rule train_upernet:
         work_dir=WORK,
     script:
         "../scripts/train_upernet.py"
+
+
+# init_from: the weights a fine-tuned variant starts from, taken from the source
+# run's final.pth (trained first if needed): the backbone, and the heads only when
+# both predict the same classes; the log lists what was kept and what was not.
+rule init_weights:
+    input:
+        checkpoint=get_init_source,
+    output:
+        f"{OUT}/init/{{variant}}.pth",
+    log:
+        f"{OUT}/init/{{variant}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=15,
+    params:
+        code=code("init_weights.py"),
+        init_from=lambda w: VARIANT_SETTINGS[w.variant]["init_from"],
+    script:
+        "../scripts/init_weights.py"

@@ -13,23 +13,13 @@ from pathlib import Path
 
 from common.attribution import part_text, run_name, sentence
 from common.jobs import markdown_table, start_log, write_csv, write_text
-from common.run_files import read_per_image
-from common.stats import align, decimals_for, paired_bootstrap
+from common.run_files import group_per_image
+from common.stats import decimals_for, paired_bootstrap
 
 log = logging.getLogger("attribution")
 
 COLUMNS = ["part", "measured", "from", "to", "from_mIoU", "to_mIoU", "change", "low", "high",
            "mc_error", "seeds_from", "seeds_to", "question", "to_measure"]  # fmt: skip
-
-
-def group_confusions(runs: list[dict], paths: list[str]) -> dict[tuple[str, str], list]:
-    """{(variant, budget): [per-image confusion per seed]}, every run in one image order."""
-    groups, order = {}, None
-    for run, path in zip(runs, paths, strict=True):
-        ids, confusion = read_per_image(Path(path))
-        order = ids if order is None else order
-        groups.setdefault((run["variant"], run["budget"]), []).append(confusion[align(order, ids)])
-    return groups
 
 
 def attribute(parts: list[dict], groups: dict, bootstrap: dict) -> list[dict]:
@@ -96,7 +86,7 @@ def markdown(rows: list[dict], confidence: float) -> str:
 def main(snakemake) -> None:
     start_log(snakemake)
     p = snakemake.params
-    groups = group_confusions(p.runs, list(snakemake.input.per_image))
+    groups = group_per_image(p.runs, list(snakemake.input.per_image))
     rows = attribute(p.parts, groups, p.bootstrap)
     write_csv(Path(snakemake.output.csv), COLUMNS, rows)
     text = markdown(rows, p.bootstrap["confidence"])

@@ -1,5 +1,5 @@
-"""Validation mIoU during training for every run, and final mIoU against training
-length per variant (rule plot_learning_curves).
+"""Validation mIoU and training loss during training for every run, and final mIoU
+against training length per variant (rule plot_learning_curves).
 
 The x axis is epochs, or with ``report.learning_curves_x: images`` the images seen
 (epochs x the run's training-set size, from its ``train_set.json``): runs of
@@ -10,27 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
-from common.history import read_miou_curve
 from common.jobs import start_log
-from common.run_files import read_metrics, read_train_set
+from common.run_files import read_history, read_metrics, read_train_set
 from common.plots import LINESTYLES, plt, save, variant_colours
 from common.subsets import budget_key, parse_budget
 
 X_LABELS = {"epochs": "epoch", "images": "training images seen (epochs x set size)"}
 
 
-def read_curve(path: Path):
-    """The validated epochs of a run's history and their mIoU."""
-    epochs, miou = read_miou_curve(path)
-    return [e for e, m in zip(epochs, miou) if m is not None], [m for m in miou if m is not None]
+def read_curve(path: Path, column: str = "mIoU"):
+    """The epochs of a run's history that have ``column`` (val mIoU, train_loss) and its values."""
+    rows = [row for row in read_history(path) if row.get(column) not in (None, "")]
+    return [row["epoch"] for row in rows], [float(row[column]) for row in rows]
 
 
-def seed_curves(runs, histories, sizes=None, x: str = "epochs"):
-    """{(variant, budget): (x values validated by every seed, (seeds, points) mIoU)}."""
+def seed_curves(runs, histories, sizes=None, x: str = "epochs", column: str = "mIoU"):
+    """{(variant, budget): (x values every seed has, (seeds, points) values of ``column``)}."""
     curves: dict[tuple[str, str], list[dict[int, float]]] = {}
     sizes = sizes or [1] * len(runs)
     for run, path, size in zip(runs, histories, sizes):
-        epochs, miou = read_curve(Path(path))
+        epochs, miou = read_curve(Path(path), column)
         scale = size if x == "images" else 1
         curves.setdefault((run["variant"], run["budget"]), []).append({e * scale: m for e, m in zip(epochs, miou)})
     result = {}
@@ -42,23 +41,27 @@ def seed_curves(runs, histories, sizes=None, x: str = "epochs"):
 
 def plot_curves(runs, histories, sizes=None, x: str = "epochs"):
     """One line per variant and budget: the mean over seeds, with the band from the
-    lowest to the highest seed when there are several."""
+    lowest to the highest seed when there are several; val mIoU above, the training
+    loss (mean of the epoch's logged steps) below."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     budgets = sorted({r["budget"] for r in runs}, key=budget_key)
     colours = variant_colours(variants)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for (variant, budget), (points, miou) in seed_curves(runs, histories, sizes, x).items():
-        style = LINESTYLES[budgets.index(budget) % len(LINESTYLES)]
-        seeds = miou.shape[0]
-        label = f"{variant} {budget}" + (f" ({seeds} seeds: mean, min-max band)" if seeds > 1 else "")
-        mean = miou.mean(axis=0) if seeds else []
-        ax.plot(points, mean, style, color=colours[variant], label=label, marker="." if len(points) < 30 else None)
-        if seeds > 1:
-            ax.fill_between(points, miou.min(axis=0), miou.max(axis=0), color=colours[variant], alpha=0.2, lw=0)
-    ax.set_xlabel(X_LABELS[x])
+    fig, (ax, loss_ax) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True, height_ratios=(3, 2))
+    for axis, column in ((ax, "mIoU"), (loss_ax, "train_loss")):
+        for (variant, budget), (points, values) in seed_curves(runs, histories, sizes, x, column).items():
+            style = LINESTYLES[budgets.index(budget) % len(LINESTYLES)]
+            seeds = values.shape[0]
+            label = f"{variant} {budget}" + (f" ({seeds} seeds: mean, min-max band)" if seeds > 1 else "")
+            mean = values.mean(axis=0) if seeds else []
+            marker = "." if len(points) < 30 else None
+            axis.plot(points, mean, style, color=colours[variant], label=label, marker=marker)
+            if seeds > 1:
+                axis.fill_between(points, values.min(axis=0), values.max(axis=0), color=colours[variant], alpha=0.2, lw=0)
+        axis.grid(alpha=0.3)
+    loss_ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel("val mIoU (%)")
-    ax.set_title("Validation mIoU during training (colour: variant, line: budget)")
-    ax.grid(alpha=0.3)
+    loss_ax.set_ylabel("training loss")
+    ax.set_title("Validation mIoU and training loss during training (colour: variant, line: budget)")
     if runs:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()

@@ -206,7 +206,12 @@ def run_job(
 
 
 def log_training_set(cfg) -> None:
-    """What one epoch is (each list's ids and sha256) and what the budget makes of it."""
+    """What one epoch is (each list's ids and sha256), what the budget makes of it, and
+    where the weights start from."""
+    init = cfg.get("init_from")
+    if init:
+        heads = "backbone and heads" if init["heads"] else "backbone (heads re-initialised: other classes)"
+        log.info("init_from run %s: %s loaded from %s", init["run"], heads, init["checkpoint"])
     for item in cfg.get("train_lists") or []:
         log.info("training list %s: %d ids, sha256 %s", item["ann_file"], item["images"], item["sha256"][:16])
     if cfg.get("train_images"):

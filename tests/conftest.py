@@ -16,24 +16,31 @@ import yaml
 from make_mini_coco import ANNOTATIONS_ARCHIVE_NAME as COCO_ANNOTATIONS_NAME
 from make_mini_coco import IMAGES_ARCHIVE_NAME as COCO_IMAGES_NAME
 from make_mini_coco import build_coco_archives
+from make_mini_custom import ARCHIVE_NAME as CUSTOM_ARCHIVE_NAME
+from make_mini_custom import build_custom_archive
 from make_mini_voc import SBD_ARCHIVE_NAME, VOC_ARCHIVE_NAME, build_archives
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 
 
-def _demo_runs() -> list[tuple[str, str, int]]:
-    """(variant, budget, seed) of every demo run: the study's voc and vocaug at the
-    demo's epochs and seeds, and the demo's own variants at their own budgets."""
-    runs = [(v, f"e{e}", s) for v in ("voc", "vocaug") for e in DEMO["epochs"] for s in DEMO["seeds"]]
+def _demo_runs(on_datasets: bool) -> list[tuple[str, str, int]]:
+    """(variant, budget, seed) of the demo's runs: on VOC (the study's voc and vocaug at
+    the demo's epochs and seeds, and the demo's own VOC variants at their own budgets),
+    or ``on_datasets`` (its variants on a dataset of `datasets`, apart from the study)."""
+    runs = [] if on_datasets else [(v, f"e{e}", s) for v in ("voc", "vocaug") for e in DEMO["epochs"] for s in DEMO["seeds"]]
     for name, variant in DEMO.get("variants", {}).items():
+        if ("dataset" in variant) != on_datasets:
+            continue
         for kind, prefix in (("epochs", "e"), ("iterations", "i")):
             for amount in variant.get(kind, DEMO.get(kind, [])):
                 runs += [(name, f"{prefix}{amount}", s) for s in variant.get("seeds", DEMO["seeds"])]
     return runs
 
 
-DEMO_RUNS = _demo_runs()
+DEMO_RUNS = _demo_runs(on_datasets=False)  # the VOC study's: every table and figure
+DEMO_DATASET_RUNS = _demo_runs(on_datasets=True)  # fine-tuning on the demo's own dataset
+DEMO_ALL_RUNS = DEMO_RUNS + DEMO_DATASET_RUNS
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "envs", "report", "profiles"]
 # where the demo config puts its data (keyed by the archives' md5s) and its results
 DATA_KEY = f"voc-{DEMO['data']['voc']['md5'][:8]}_sbd-{DEMO['data']['sbd']['md5'][:8]}"
@@ -51,7 +58,9 @@ def mini_archives(tmp_path_factory) -> SimpleNamespace:
     out = tmp_path_factory.mktemp("archives")
     md5s = build_archives(out, seed=0)
     md5s.update(build_coco_archives(out, seed=0))
+    md5s.update(build_custom_archive(out, seed=0))
     return SimpleNamespace(
+        custom=out / CUSTOM_ARCHIVE_NAME,
         voc=out / VOC_ARCHIVE_NAME,
         sbd=out / SBD_ARCHIVE_NAME,
         coco_images=out / COCO_IMAGES_NAME,
@@ -96,6 +105,11 @@ def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def demo_archives(mini_archives) -> list[Path]:
+    return [mini_archives.voc, mini_archives.sbd, mini_archives.coco_images, mini_archives.coco_annotations,
+            mini_archives.custom]  # fmt: skip
+
+
 def copy_workflow(dest: Path, mini_archives) -> Path:
     """The workflow in ``dest``, with the demo archives where config/demo.yaml expects them."""
     for name in WORKFLOW_FILES:
@@ -106,7 +120,7 @@ def copy_workflow(dest: Path, mini_archives) -> Path:
             shutil.copy(source, dest / name)
     demo = dest / "resources/demo"
     demo.mkdir(parents=True)
-    for archive in (mini_archives.voc, mini_archives.sbd, mini_archives.coco_images, mini_archives.coco_annotations):
+    for archive in demo_archives(mini_archives):
         shutil.copy(archive, demo / archive.name)
     return dest
 
@@ -144,7 +158,8 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 # What `make demo` leaves in the checkout and the study fixture can start from:
 # the archives, the data and COCO conversion, the results, logs and Snakemake's records.
-DEMO_STATE = ["resources/demo", f"resources/data/{DATA_KEY}", "resources/coco_voc", OUT, "logs", ".snakemake/metadata"]
+DEMO_STATE = ["resources/demo", f"resources/data/{DATA_KEY}", "resources/coco_voc", "resources/datasets", OUT, "logs",
+              ".snakemake/metadata"]  # fmt: skip
 
 
 def reuse_demo(workdir: Path, mini_archives) -> bool:
@@ -155,7 +170,9 @@ def reuse_demo(workdir: Path, mini_archives) -> bool:
     is copied and the fixture runs the whole study."""
     if not (REPO / OUT / "report.html").exists() or not all((REPO / p).exists() for p in DEMO_STATE):
         return False
-    for archive in (mini_archives.voc, mini_archives.sbd, mini_archives.coco_images, mini_archives.coco_annotations):
+    for archive in demo_archives(mini_archives):
+        if not (REPO / "resources/demo" / archive.name).exists():
+            return False
         if (REPO / "resources/demo" / archive.name).read_bytes() != archive.read_bytes():
             return False
     for path in DEMO_STATE:

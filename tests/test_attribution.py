@@ -349,7 +349,7 @@ def test_learning_curves_can_read_runs_at_equal_images_seen(tmp_path):
 
     header = "epoch,mIoU,aAcc,mAcc,train_loss,lr\n"
     small, large = tmp_path / "small.csv", tmp_path / "large.csv"
-    small.write_text(header + "".join(f"{e},{10 * e},50,20,1.0,0.01\n" for e in range(1, 7)))
+    small.write_text(header + "".join(f"{e},{10 * e},50,20,{2 / e},0.01\n" for e in range(1, 7)))
     large.write_text(header + "".join(f"{e},{30 * e},50,20,1.0,0.01\n" for e in range(1, 3)))
     runs = [{"variant": "voc_i", "budget": "i60", "seed": 0}, {"variant": "trainaug_i", "budget": "i60", "seed": 0}]
     by_epochs = seed_curves(runs, [small, large])
@@ -358,6 +358,9 @@ def test_learning_curves_can_read_runs_at_equal_images_seen(tmp_path):
     assert by_images[("voc_i", "i60")][0] == [40, 80, 120, 160, 200, 240]
     assert by_images[("trainaug_i", "i60")][0] == [142, 284]
     np.testing.assert_array_equal(by_images[("trainaug_i", "i60")][1], [[30, 60]])
+    # the figure's lower panel: the training loss of the same epochs
+    losses = seed_curves(runs, [small, large], column="train_loss")
+    np.testing.assert_allclose(losses[("voc_i", "i60")][1], [[2 / e for e in range(1, 7)]])
 
 
 @pytest.mark.parametrize(

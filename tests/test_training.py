@@ -21,10 +21,10 @@ import torch
 import yaml
 from PIL import Image
 from common.run_files import read_attempts
-from conftest import DEMO, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from conftest import DEMO, DEMO_ALL_RUNS, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 RUNS = [(v, e) for v in ("voc", "vocaug") for e in DEMO["epochs"]]  # first seed
-ALL_RUNS = len(DEMO_RUNS)  # every run of the demo, its single-seed variants included
+ALL_RUNS = len(DEMO_ALL_RUNS)  # every run of the demo: its single-seed and dataset variants included
 FIRST = DEMO["epochs"][0]  # the demo's first epoch count
 VOC = DEMO_VOC
 
@@ -132,8 +132,10 @@ def test_editing_one_variant_retrains_only_its_runs(study):
     variants["vocaug"] = {**variants["vocaug"], "loss": "focal"}
     config = write_config(study, "focal", variants=variants)
     result = run_snakemake(study, "-n", "--configfile", config)
-    assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 2, "evaluate_upernet": 2}
+    # and the run fine-tuned from vocaug/e6-s0, whose weights change (its config does not)
+    assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 3, "evaluate_upernet": 3}
     assert "output: results/demo/runs/voc/" not in result.stdout
+    assert "output: results/demo/runs/shapes_scratch/" not in result.stdout
 
 
 def test_settings_that_change_no_result_retrain_nothing(study):
@@ -160,7 +162,7 @@ def test_changing_the_learning_rate_retrains_everything(study):
 def test_tta_is_a_separate_output(study):
     config = write_config(study, "tta", evaluation={"tta": True})
     plan = run_snakemake(study, "-n", "--configfile", config)
-    assert run_jobs(plan) == {"evaluate_upernet_tta": ALL_RUNS}
+    assert run_jobs(plan) == {"evaluate_upernet_tta": len(DEMO_RUNS)}  # the VOC runs
     target = f"results/demo/runs/voc/e{FIRST}-s0/metrics_tta.json"
     result = run_snakemake(study, target, "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]

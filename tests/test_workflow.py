@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import yaml
-from conftest import DATA_KEY, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO_DATASET_RUNS, DEMO_RUNS, DEMO_VOC, REPO, planned_jobs, read_ids, run_snakemake, write_config
 from PIL import Image
 
 DEMO = ("data", "--cores", "2", "--configfile", "config/demo.yaml")  # the data stage alone
@@ -128,8 +128,9 @@ def test_epochs_and_seeds_from_the_command_line_are_numbers(workflow_copy):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     jobs = planned_jobs(result)
-    # voc and vocaug x epochs x seeds, and the demo's single-seed variants at their own budgets
-    assert jobs["train_upernet"] == 2 * 2 * 2 + len(DEMO_RUNS) - 2 * 2, jobs
+    # voc and vocaug x epochs x seeds, the demo's single-seed variants at their own budgets,
+    # and vocaug/e6-s0, which shapes_vocaug is fine-tuned from
+    assert jobs["train_upernet"] == 2 * 2 * 2 + len(DEMO_RUNS) - 2 * 2 + len(DEMO_DATASET_RUNS) + 1, jobs
     assert "results/demo/runs/vocaug/e2-s1/final.pth" in result.stdout
 
 

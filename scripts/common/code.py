@@ -6,7 +6,7 @@ re-runs exactly when this hash changes: ``touch``, a checkout that restores the
 same file, or an edit of comments, docstrings or formatting re-runs nothing; a
 real edit of the script or of a shared module (e.g. the bootstrap in
 ``common/stats.py``) re-runs every rule that imports it.  Python files are
-hashed as their syntax tree without docstrings; other files (templates) as bytes.
+hashed as their syntax tree without docstrings (the base configs too); other files as bytes.
 Standard library only: it runs at planning time.
 """
 

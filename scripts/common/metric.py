@@ -9,8 +9,6 @@ import torch
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
 
-from common.voc import NUM_CLASSES
-
 
 @METRICS.register_module()
 class StudyIoUMetric(IoUMetric):
@@ -27,8 +25,9 @@ class StudyIoUMetric(IoUMetric):
             pred = data_sample["pred_sem_seg"]["data"].squeeze()
             label = data_sample["gt_sem_seg"]["data"].squeeze().to(pred)
             keep = label != self.ignore_index
-            pairs = label[keep].long() * NUM_CLASSES + pred[keep].long()
-            confusion = torch.bincount(pairs, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+            classes = len(self.dataset_meta["classes"])  # VOC's 21, or a dataset's of `datasets`
+            pairs = label[keep].long() * classes + pred[keep].long()
+            confusion = torch.bincount(pairs, minlength=classes**2).reshape(classes, classes)
             image_id = Path(data_sample["img_path"]).stem
             self.results[start + index] = (*self.results[start + index], confusion.cpu(), image_id)
 

@@ -301,7 +301,7 @@ def config_values(run: dict) -> dict:
         wrapper["loss_scale"] = "dynamic"
     loader = {"num_workers": run["workers_per_gpu"], "persistent_workers": run["workers_per_gpu"] > 0}
     num_classes = len(dataset["classes"]) if dataset else 21
-    return {
+    values = {
         "gpus": run["gpus"],
         "batch_per_gpu": run["batch_per_gpu"],
         "base_lr": base_lr,
@@ -340,6 +340,9 @@ def config_values(run: dict) -> dict:
         "env_cfg": {"cudnn_benchmark": run["cudnn_benchmark"]},
         "randomness": {"seed": Ref("seed")},
     }  # fmt: skip
+    if run.get("init_from"):  # for the training log: where the weights come from
+        values["init_from"] = run["init_from"]
+    return values
 
 
 COMMENTS = {
@@ -350,6 +353,7 @@ COMMENTS = {
     "train_images": "images of one epoch",
     "iterations_per_epoch": "optimizer steps of one epoch",
     "param_scheduler": "epochs here, every optimizer step when run (convert_to_iter_based)",
+    "init_from": "model.init_cfg loads it after every module's own init",
 }
 WIDTH = 100
 

@@ -130,8 +130,8 @@ def read_confusion(path: Path) -> np.ndarray:
     return confusion
 
 
-def read_per_image(path: Path) -> tuple[list[str], np.ndarray]:
-    """confusion_per_image.npz: image ids and one 21 x 21 matrix per image."""
+def read_per_image(path: Path, classes: int = NUM_CLASSES) -> tuple[list[str], np.ndarray]:
+    """confusion_per_image.npz: image ids and one ``classes`` x ``classes`` (VOC: 21) matrix per image."""
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("image_ids", "confusion") if k not in data.files]
@@ -142,10 +142,23 @@ def read_per_image(path: Path) -> tuple[list[str], np.ndarray]:
         raise RunFileError(f"{path}: no such file") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise RunFileError(f"{path}: not a NumPy .npz file ({error})") from None
-    _check_counts(confusion, (len(ids), NUM_CLASSES, NUM_CLASSES), path, "the per-image confusion")
+    _check_counts(confusion, (len(ids), classes, classes), path, "the per-image confusion")
     if not ids:
         raise RunFileError(f"{path}: no images")
     return ids, confusion
+
+
+def group_per_image(runs: list[dict], paths: list, classes: int = NUM_CLASSES) -> dict[tuple[str, str], list]:
+    """{(variant, budget): [per-image confusion per seed]} of runs evaluated on the same
+    images, every one in the first run's image order."""
+    from common.stats import align
+
+    groups, order = {}, None
+    for run, path in zip(runs, paths, strict=True):
+        ids, confusion = read_per_image(Path(path), classes)
+        order = ids if order is None else order
+        groups.setdefault((run["variant"], run["budget"]), []).append(confusion[align(order, ids)])
+    return groups
 
 
 def _check_counts(array: np.ndarray, shape: tuple, path, what) -> None:
