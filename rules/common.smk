@@ -253,6 +253,11 @@ OOD_SETS = {
 }
 
 
+def _one_of(names):
+    """A wildcard regex matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 # your own datasets (config `datasets`): a folder as it is, or an archive extracted
 # into a folder named after its md5; each checked into <results>/datasets/<name>.json
 def _dataset_folder(name):
@@ -274,9 +279,9 @@ DATASET_CHECK = f"{OUT}/datasets/{{dataset}}.json"
 
 wildcard_constraints:
     archive=r"[^/]+",
-    dataset="|".join(re.escape(d) for d in config["datasets"]) or "(?!)",
-    extracted="|".join(re.escape(d) for d in EXTRACTED_DATASETS) or "(?!)",
-    variant="|".join(re.escape(v) for v in config["variants"]),
+    dataset=_one_of(config["datasets"]),
+    extracted=_one_of(EXTRACTED_DATASETS),
+    variant=_one_of(config["variants"]),
     budget=r"[ei]\d+",
     seed=r"\d+",
     subset=r"[^/]+",
@@ -601,13 +606,46 @@ def get_pretrained_url(wildcards):
     raise WorkflowError(f"no known weights are called {wildcards.weights}")
 
 
+# The evaluations beyond VOC val that the config asks for, by their folder in a
+# run: its training-image sample and each out-of-distribution set. Rule
+# evaluate_upernet runs them in the job that evaluates on VOC val.
+EXTRA_EVALUATIONS = ["train_sample"] if config["evaluation"]["train_sample"] else []
+EXTRA_EVALUATIONS += [f"ood/{name}" for name in config["evaluation"]["ood"]]
+EVALUATION_FILES = {
+    "metrics": "metrics.json",
+    "confusion": "confusion.npy",
+    "per_image": "confusion_per_image.npz",
+}
+
+
+def evaluation_key(folder):
+    """The output name of an evaluation folder: ood/coco -> ood_coco."""
+    return re.sub(r"\W", "_", folder)
+
+
+# a run of the VOC study, and a run on a dataset of `datasets`: each evaluated by its own rule
+STUDY_RUN = f"{OUT}/runs/{{variant,{_one_of(STUDY_VARIANTS)}}}/{{budget}}-s{{seed}}"
+DATASET_RUN = f"{OUT}/runs/{{variant,{_one_of(DATASET_VARIANTS)}}}/{{budget}}-s{{seed}}"
+EXTRA_EVALUATION_OUTPUTS = {
+    f"{evaluation_key(folder)}_{kind}": f"{STUDY_RUN}/{folder}/{name}"
+    for folder in EXTRA_EVALUATIONS
+    for kind, name in EVALUATION_FILES.items()
+}
+
+
 def extra_evaluations():
     """The per-run files of the evaluations beyond VOC val that the config asks for."""
-    names = []
+    return [f"{folder}/confusion_per_image.npz" for folder in EXTRA_EVALUATIONS]
+
+
+def get_evaluation_data(wildcards):
+    """VOC val, the run's training-image sample and the ood sets: what evaluate_upernet reads."""
+    inputs = get_val_data(wildcards)
     if config["evaluation"]["train_sample"]:
-        names.append("train_sample/confusion_per_image.npz")
-    names += [f"ood/{name}/confusion_per_image.npz" for name in config["evaluation"]["ood"]]
-    return names
+        inputs["sample"] = get_train_sample(wildcards)
+    for name in config["evaluation"]["ood"]:
+        inputs.update({f"ood_{name}_{key}": path for key, path in OOD_SETS[name].items()})
+    return inputs
 
 
 def run_outputs():

@@ -1,13 +1,18 @@
+# A VOC run on VOC val and, in the same job (one start of torch and MMSeg), on the
+# evaluations beyond it that the config asks for: its training-image sample
+# (evaluation.train_sample) and each evaluation.ood set. Switching one on
+# re-evaluates the runs and retrains nothing.
 rule evaluate_upernet:
     input:
-        unpack(get_val_data),
+        unpack(get_evaluation_data),
         config=rules.render_mmseg_config.output.config,
         checkpoint=rules.train_upernet.output.checkpoint,
     output:
-        metrics=f"{RUN}/metrics.json",
-        confusion=f"{RUN}/confusion.npy",
-        per_image=f"{RUN}/confusion_per_image.npz",
-        predictions=directory(f"{RUN}/predictions"),
+        **EXTRA_EVALUATION_OUTPUTS,
+        metrics=f"{STUDY_RUN}/metrics.json",
+        confusion=f"{STUDY_RUN}/confusion.npy",
+        per_image=f"{STUDY_RUN}/confusion_per_image.npz",
+        predictions=directory(f"{STUDY_RUN}/predictions"),
     log:
         f"{RUN}/evaluate.log",
     benchmark:
@@ -23,12 +28,34 @@ rule evaluate_upernet:
     params:
         code=code("evaluate_upernet.py"),
         tta=False,
+        sets={folder: evaluation_key(folder) for folder in EXTRA_EVALUATIONS},
     script:
         "../scripts/evaluate_upernet.py"
 
 
+# A run on a dataset of `datasets`: on that dataset's val list, with its classes.
+use rule evaluate_upernet as evaluate_upernet_dataset with:
+    input:
+        unpack(get_val_data),
+        config=rules.render_mmseg_config.output.config,
+        checkpoint=rules.train_upernet.output.checkpoint,
+    output:
+        metrics=f"{DATASET_RUN}/metrics.json",
+        confusion=f"{DATASET_RUN}/confusion.npy",
+        per_image=f"{DATASET_RUN}/confusion_per_image.npz",
+        predictions=directory(f"{DATASET_RUN}/predictions"),
+    params:
+        code=code("evaluate_upernet.py"),
+        tta=False,
+        sets={},
+
+
 # Flip + MMSeg's six scales: a separate output, so switching it on retrains nothing.
 use rule evaluate_upernet as evaluate_upernet_tta with:
+    input:
+        unpack(get_val_data),
+        config=rules.render_mmseg_config.output.config,
+        checkpoint=rules.train_upernet.output.checkpoint,
     output:
         metrics=f"{RUN}/metrics_tta.json",
         confusion=f"{RUN}/confusion_tta.npy",
@@ -46,6 +73,7 @@ use rule evaluate_upernet as evaluate_upernet_tta with:
     params:
         code=code("evaluate_upernet.py"),
         tta=True,
+        sets={},
 
 
 # Overfitting, measured: every run on a fixed sample of its own training images
@@ -72,45 +100,3 @@ rule sample_train_images:
         seed=config["evaluation"]["sample_seed"],
     script:
         "../scripts/sample_train_images.py"
-
-
-use rule evaluate_upernet as evaluate_upernet_train with:
-    input:
-        config=rules.render_mmseg_config.output.config,
-        checkpoint=rules.train_upernet.output.checkpoint,
-        sample=get_train_sample,
-    output:
-        metrics=f"{RUN}/train_sample/metrics.json",
-        confusion=f"{RUN}/train_sample/confusion.npy",
-        per_image=f"{RUN}/train_sample/confusion_per_image.npz",
-    log:
-        f"{RUN}/evaluate_train_sample.log",
-    benchmark:
-        f"{RUN}/evaluate_train_sample_benchmark.tsv"
-    params:
-        code=code("evaluate_upernet.py"),
-        tta=False,
-        dataset=True,
-
-
-# Generalization beyond VOC val: every run on each evaluation.ood set (COCO val
-# images with VOC's classes).
-use rule evaluate_upernet as evaluate_upernet_ood with:
-    input:
-        config=rules.render_mmseg_config.output.config,
-        checkpoint=rules.train_upernet.output.checkpoint,
-        images=lambda w: OOD_SETS[w.ood]["images"],
-        labels=lambda w: OOD_SETS[w.ood]["labels"],
-        list=lambda w: OOD_SETS[w.ood]["list"],
-    output:
-        metrics=f"{RUN}/ood/{{ood}}/metrics.json",
-        confusion=f"{RUN}/ood/{{ood}}/confusion.npy",
-        per_image=f"{RUN}/ood/{{ood}}/confusion_per_image.npz",
-    log:
-        f"{RUN}/evaluate_ood_{{ood}}.log",
-    benchmark:
-        f"{RUN}/evaluate_ood_{{ood}}_benchmark.tsv"
-    params:
-        code=code("evaluate_upernet.py"),
-        tta=False,
-        dataset=True,

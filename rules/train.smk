@@ -141,7 +141,7 @@ rule init_weights:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=15,
     params:
         code=code("init_weights.py"),

@@ -1,4 +1,7 @@
-"""Evaluate a trained run on VOC 2012 val with MMSeg's IoUMetric (rule evaluate_upernet).
+"""Evaluate a trained run on VOC 2012 val with MMSeg's IoUMetric (rule evaluate_upernet),
+and in the same job on the sets beyond it the config asks for (its training-image
+sample, each ood set: each into its folder of the run); a run on a dataset of
+``datasets`` on that dataset's val list (evaluate_upernet_dataset).
 
 Writes ``metrics.json`` (per-class IoU and Acc, aAcc, mIoU, mAcc, class
 names, hashes of checkpoint and config), ``confusion.npy`` (21x21 pixel
@@ -50,6 +53,10 @@ def evaluate(
         cfg.resume = False
         cfg.launcher = "none"
         cfg.test_evaluator = dict(type="StudyIoUMetric", iou_metrics=["mIoU"])
+        # a visualizer of its own per evaluation (MMEngine keeps one per name and process,
+        # bound to the first one's work dir); no tracking of an evaluation
+        cfg.visualizer.name = f"visualizer-{work_dir.name}"
+        cfg.visualizer.vis_backends = [dict(type="LocalVisBackend")]
         if dataset is not None:
             test_set = cfg.test_dataloader.dataset
             test_set.data_root = ""
@@ -100,6 +107,16 @@ def write_outputs(document, confusion, per_image, image_ids, metrics_path, confu
         np.savez_compressed(tmp, image_ids=np.array(image_ids), confusion=per_image)
 
 
+def extra_set(inputs, folder: str) -> dict:
+    """The images, labels and list of an evaluation beyond VOC val (a run folder's name:
+    ``train_sample``, ``ood/<set>``), from the rule's inputs."""
+    if folder == "train_sample":  # a folder in VOC's layout
+        root = Path(inputs.sample)
+        return {"images": root / "JPEGImages", "labels": root / "SegmentationClass", "list": root / "list.txt"}
+    name = folder.split("/", 1)[1]
+    return {key: inputs[f"ood_{name}_{key}"] for key in ("images", "labels", "list")}
+
+
 def main(snakemake) -> None:
     import torch
 
@@ -107,34 +124,22 @@ def main(snakemake) -> None:
     from common.launch import cpu_threads
 
     start_log(snakemake, stdout=True)
-
     torch.set_num_threads(cpu_threads(snakemake.threads))
-    out = snakemake.output
-    scratch = Path(snakemake.input.checkpoint).parent
-    dataset = snakemake.params.get("dataset")
-    if dataset and "sample" in snakemake.input.keys():  # a folder in VOC's layout
-        root = Path(snakemake.input.sample)
-        dataset = {"images": root / "JPEGImages", "labels": root / "SegmentationClass", "list": root / "list.txt"}
-    elif dataset:
-        dataset = {key: str(snakemake.input[key]) for key in ("images", "labels", "list")}
-    dataset = {key: str(value) for key, value in dataset.items()} if dataset else None
-    predictions = Path(out.predictions) if "predictions" in out.keys() else None
-    staging = predictions.with_name(f".{predictions.name}.tmp") if predictions else None
-    if staging:
-        shutil.rmtree(staging, ignore_errors=True)
-    results = evaluate(
-        Path(snakemake.input.config),
-        Path(snakemake.input.checkpoint),
-        snakemake.params.tta,
-        scratch,
-        staging,
-        dataset,
-    )
+    out, config, checkpoint = snakemake.output, Path(snakemake.input.config), Path(snakemake.input.checkpoint)
+    scratch = checkpoint.parent
+    predictions = Path(out.predictions)
+    staging = predictions.with_name(f".{predictions.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    results = evaluate(config, checkpoint, snakemake.params.tta, scratch, staging)
     write_outputs(*results, out.metrics, out.confusion, out.per_image)
-    if predictions:
-        shutil.rmtree(predictions, ignore_errors=True)
-        os.replace(staging, predictions)
-    log.info("mIoU %.2f, aAcc %.2f, mAcc %.2f", results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
+    shutil.rmtree(predictions, ignore_errors=True)
+    os.replace(staging, predictions)
+    log.info("val: mIoU %.2f, aAcc %.2f, mAcc %.2f", results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
+    for folder, key in snakemake.params.sets.items():  # {run folder: its outputs' name}
+        dataset = {name: str(value) for name, value in extra_set(snakemake.input, folder).items()}
+        results = evaluate(config, checkpoint, False, scratch, None, dataset)
+        write_outputs(*results, *(out[f"{key}_{kind}"] for kind in ("metrics", "confusion", "per_image")))
+        log.info("%s: mIoU %.2f, aAcc %.2f, mAcc %.2f", folder, results[0]["mIoU"], results[0]["aAcc"], results[0]["mAcc"])
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -108,16 +108,17 @@ def test_adding_evaluations_to_a_finished_study_retrains_nothing(study, tmp_path
     copy = tmp_path / "study"
     shutil.copytree(study, copy, symlinks=True)
     # as if the study had finished before evaluation.ood and the train sample existed
-    for run in (copy / OUT / "runs").glob("*/*"):
+    for variant, budget, seed in DEMO_RUNS:  # the VOC runs (a dataset's runs have neither)
+        run = copy / OUT / f"runs/{variant}/{budget}-s{seed}"
         shutil.rmtree(run / "ood")
         shutil.rmtree(run / "train_sample")
     shutil.rmtree(copy / f"resources/data/{DATA_KEY}/train_samples")
     result = run_snakemake(copy, "-n", "--configfile", "config/demo.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    runs = len(DEMO_RUNS)
-    assert jobs.get("evaluate_upernet_ood") == runs and jobs.get("evaluate_upernet_train") == runs
-    assert "train_upernet" not in jobs and "evaluate_upernet" not in jobs and "render_mmseg_config" not in jobs
+    # each VOC run evaluated again (VOC val, its training sample and COCO: one job), none trained
+    assert jobs.get("evaluate_upernet") == len(DEMO_RUNS) and "evaluate_upernet_dataset" not in jobs
+    assert "train_upernet" not in jobs and "render_mmseg_config" not in jobs
     # another sample size: a new sample and its evaluations, still no training
     config = write_config(copy, "bigger", evaluation={"train_sample": 20})
     jobs = planned_jobs(run_snakemake(copy, "-n", "--configfile", config))

@@ -208,7 +208,7 @@ def _pipeline(augment: dict) -> list:
     steps = [{"type": "LoadImageFromFile"}, {"type": "LoadAnnotations"}]
     resize = {"scale": Ref("scale"), "keep_ratio": True}
     if augment["random_resize"]:
-        steps.append({"type": "RandomResize", "scale": Ref("scale"), "ratio_range": (0.5, 2.0), "keep_ratio": True})
+        steps.append({"type": "RandomResize", **resize, "ratio_range": (0.5, 2.0)})
     else:
         steps.append({"type": "Resize", **resize})
     steps.append({"type": "RandomCrop", "crop_size": Ref("crop_size"), "cat_max_ratio": 0.75})
