@@ -13,8 +13,7 @@ from pathlib import Path
 
 from common.attribution import part_text, run_name, sentence
 from common.jobs import markdown_table, start_log, write_csv, write_text
-from common.run_files import group_per_image
-from common.stats import decimals_for, paired_bootstrap
+from common.stats import decimals_for, group_per_image, paired_bootstrap
 
 log = logging.getLogger("attribution")
 

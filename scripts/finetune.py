@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from common.jobs import markdown_table, start_log, write_csv, write_text
-from common.run_files import group_per_image, read_history
-from common.stats import decimals_for, paired_bootstrap
+from common.run_files import read_history
+from common.stats import decimals_for, group_per_image, paired_bootstrap
 
 log = logging.getLogger("finetune")
 

@@ -207,7 +207,7 @@ def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study)
         stats = edit.paths[0]
         stats.write_text(stats.read_text() + "\nEDITED = True\n")
         importers = {"compare_per_class", "summarize_runs", "generalization", "findings", "compare_annotations",
-                     "attribution", "plot_data_scaling"}  # fmt: skip
+                     "attribution", "plot_data_scaling", "finetune"}  # fmt: skip
         downstream = {"plot_per_class", "plot_generalization", "plot_annotations", "all"}
         assert dry_run(study) == dict.fromkeys(sorted(importers | downstream), 1)
         edit.restore()

@@ -88,6 +88,17 @@ def test_rgb_label(shapes):
         check_dataset(shapes, list(CLASSES), "shapes")
 
 
+def test_label_of_another_size_than_its_image(shapes):
+    image_id = first_train_id(shapes)
+    path = shapes / f"SegmentationClass/{image_id}.png"
+    label = Image.open(path)
+    width, height = label.size
+    label.crop((0, 0, width - 3, height)).save(path)
+    message = rf"^datasets\.shapes: .*{image_id}\.png is {width - 3}x{height} pixels, its image .*{width}x{height}"
+    with pytest.raises(DatasetError, match=message):
+        check_dataset(shapes, list(CLASSES), "shapes")
+
+
 def test_class_that_no_training_label_has(shapes):
     message = r"^datasets\.shapes: class 4 \('pentagon'\) appears in no label of .*Segmentation/train\.txt"
     with pytest.raises(DatasetError, match=message):

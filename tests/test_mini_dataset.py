@@ -17,17 +17,22 @@ from conftest import REPO, read_ids
 from PIL import Image
 
 from make_mini_coco import build_coco_archives
+from make_mini_custom import build_custom_archive
 from make_mini_voc import build_archives
 
 
 def test_generator_is_deterministic_and_matches_demo_config(mini_archives, tmp_path):
-    again = {**build_archives(tmp_path, seed=0), **build_coco_archives(tmp_path, seed=0)}
+    again = {**build_archives(tmp_path, seed=0), **build_coco_archives(tmp_path, seed=0),
+             **build_custom_archive(tmp_path, seed=0)}  # fmt: skip
     assert again == mini_archives.md5s
-    demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
+    demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     for source in ("voc", "sbd", "coco_images", "coco_annotations"):
         archive = getattr(mini_archives, source)
-        assert demo[source]["md5"] == mini_archives.md5s[archive.name], source
-        assert demo[source]["archive"].endswith(archive.name), source
+        assert demo["data"][source]["md5"] == mini_archives.md5s[archive.name], source
+        assert demo["data"][source]["archive"].endswith(archive.name), source
+    shapes = demo["datasets"]["shapes"]
+    assert shapes["md5"] == mini_archives.md5s[mini_archives.custom.name]
+    assert shapes["archive"].endswith(mini_archives.custom.name)
 
 
 @pytest.mark.parametrize("coretype", ["Prescott", "Haswell", "SkylakeX"])
@@ -37,7 +42,9 @@ def test_generators_write_the_same_bytes_whatever_blas_kernel_the_cpu_gets(mini_
     script = (
         "import sys; from pathlib import Path; sys.path[:0] = ['tools', 'scripts']\n"
         "from make_mini_coco import build_coco_archives; from make_mini_voc import build_archives\n"
-        "out = Path(sys.argv[1]); md5s = {**build_archives(out, seed=0), **build_coco_archives(out, seed=0)}\n"
+        "from make_mini_custom import build_custom_archive\n"
+        "out = Path(sys.argv[1])\n"
+        "md5s = {**build_archives(out, seed=0), **build_coco_archives(out, seed=0), **build_custom_archive(out, seed=0)}\n"
         "print(sorted(md5s.items()))"
     )
     env = {**os.environ, "OPENBLAS_CORETYPE": coretype}

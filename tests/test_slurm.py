@@ -95,12 +95,15 @@ def relative_files(root: Path, skip=("_tta",)) -> set[str]:
 def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path, study):
     # the demo's every rule, on one seed at 2 epochs: its SLURM behaviour at a third of the CPU time
     workdir = copy_workflow(tmp_path, mini_archives)
-    config = write_config(workdir, "slurm_demo", study_variants_only=True, epochs=[2], seeds=[0])
+    # with the demo's fine-tuning on its own dataset, from vocaug at 2 epochs
+    shapes = {name: {**DEMO["variants"][name], "epochs": [2]} for name in ("shapes_scratch", "shapes_vocaug")}
+    shapes["shapes_vocaug"]["init_from"] = {"variant": "vocaug", "epochs": 2, "seed": 0}
+    config = write_config(workdir, "slurm_demo", study_variants_only=True, epochs=[2], seeds=[0], variants=shapes)
     result = run_snakemake(workdir, "--profile", make_test_profile(workdir), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     train = slurm_jobs(workdir, "train_upernet")
-    assert len(train) == 2
+    assert len(train) == 4
     for job in sacct(train):
         if "." not in job["JobID"]:  # the allocation, not its steps
             assert job["Partition"] == "gpu" and job["State"] == "COMPLETED"
@@ -108,8 +111,10 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
     # one GPU job per run: VOC val, its training-image sample and COCO
     evaluate = slurm_jobs(workdir, "evaluate_upernet")
     assert len(evaluate) == 2 and all(j["Partition"] == "gpu" for j in sacct(evaluate) if "." not in j["JobID"])
-    convert = slurm_jobs(workdir, "convert_sbd")
-    assert [j["Partition"] for j in sacct(convert) if "." not in j["JobID"]] == ["cpu"]
+    assert len(slurm_jobs(workdir, "evaluate_upernet_dataset")) == 2
+    for rule in ("convert_sbd", "extract_dataset", "check_dataset", "init_weights"):
+        jobs = slurm_jobs(workdir, rule)
+        assert [j["Partition"] for j in sacct(jobs) if "." not in j["JobID"]] == ["cpu"], rule
     # localrules never reach SLURM
     assert not slurm_jobs(workdir, "render_mmseg_config") and not slurm_jobs(workdir, "fetch_pretrained")
     # the same outputs as the local run of the demo, run for run

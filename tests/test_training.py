@@ -33,7 +33,8 @@ def iterations_per_epoch(train_log: str) -> int:
     return int(re.search(r"Epoch\(train\) \[1\]\[\d+/(\d+)\]", train_log).group(1))
 
 
-RUN_RULES = ("fetch_pretrained", "render_mmseg_config", "train_upernet", "evaluate_upernet", "evaluate_upernet_tta")
+RUN_RULES = ("fetch_pretrained", "render_mmseg_config", "train_upernet", "evaluate_upernet", "evaluate_upernet_dataset",
+             "evaluate_upernet_tta")  # fmt: skip
 
 
 def run_jobs(result) -> dict[str, int]:
@@ -133,7 +134,9 @@ def test_editing_one_variant_retrains_only_its_runs(study):
     config = write_config(study, "focal", variants=variants)
     result = run_snakemake(study, "-n", "--configfile", config)
     # and the run fine-tuned from vocaug/e6-s0, whose weights change (its config does not)
-    assert run_jobs(result) == {"render_mmseg_config": 2, "train_upernet": 3, "evaluate_upernet": 3}
+    assert run_jobs(result) == {
+        "render_mmseg_config": 2, "train_upernet": 3, "evaluate_upernet": 2, "evaluate_upernet_dataset": 1
+    }  # fmt: skip
     assert "output: results/demo/runs/voc/" not in result.stdout
     assert "output: results/demo/runs/shapes_scratch/" not in result.stdout
 
@@ -160,7 +163,7 @@ def test_changing_the_learning_rate_retrains_everything(study):
 
 
 def test_tta_is_a_separate_output(study):
-    config = write_config(study, "tta", evaluation={"tta": True})
+    config = write_config(study, "tta", evaluation={**DEMO["evaluation"], "tta": True})
     plan = run_snakemake(study, "-n", "--configfile", config)
     assert run_jobs(plan) == {"evaluate_upernet_tta": len(DEMO_RUNS)}  # the VOC runs
     target = f"results/demo/runs/voc/e{FIRST}-s0/metrics_tta.json"

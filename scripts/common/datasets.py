@@ -2,8 +2,10 @@
 
 The layout is VOC 2012's: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``
 (single-channel or palette PNGs whose values are class indices, 255 ignored) and
-``ImageSets/Segmentation/{train,val}.txt``.  The check reads every label once, so a
-wrong class list or a broken label stops the workflow at planning time, not in a job.
+``ImageSets/Segmentation/{train,val}.txt``.  The check (rule check_dataset, which
+every run on the dataset waits for) reads every label once and every image's size,
+so a wrong class list, a broken label or a label of another size than its image
+stops the workflow before any of the dataset's runs trains.
 """
 
 from pathlib import Path
@@ -21,18 +23,25 @@ class DatasetError(ValueError):
     """A dataset training cannot use; the message names the dataset and the file."""
 
 
-def _label_values(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of a label PNG and their pixel counts."""
+def _label_values(path: Path, picture: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a label PNG and their pixel counts; it must have its picture's size."""
     try:
+        with Image.open(picture) as image:
+            size = image.size
         with Image.open(path) as image:
             if image.mode not in LABEL_MODES:
                 raise DatasetError(
                     f"{where}: {path} is a mode {image.mode!r} image; labels must be single-channel "
                     "('L') or palette ('P') PNGs of class indices"
                 )
+            if image.size != size:
+                raise DatasetError(
+                    f"{where}: {path} is {image.size[0]}x{image.size[1]} pixels, its image {picture} "
+                    f"{size[0]}x{size[1]}: a label must cover its image pixel for pixel"
+                )
             return np.unique(np.asarray(image), return_counts=True)
     except OSError as error:
-        raise DatasetError(f"{where}: {path} is not a readable image ({error})") from error
+        raise DatasetError(f"{where}: {path} or {picture} is not a readable image ({error})") from error
 
 
 def check_dataset(root: Path, classes: list[str], name: str) -> dict:
@@ -64,7 +73,7 @@ def check_dataset(root: Path, classes: list[str], name: str) -> dict:
     for split in SPLITS:
         for image_id in ids[split]:
             label = labels / f"{image_id}.png"
-            values, counts = _label_values(label, where)
+            values, counts = _label_values(label, images / f"{image_id}.jpg", where)
             bad = values[(values >= len(classes)) & (values != IGNORE_INDEX)]
             if bad.size:
                 raise DatasetError(

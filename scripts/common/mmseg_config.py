@@ -68,6 +68,7 @@ AUGMENT_DEFAULTS = {"random_resize": True, "flip": True, "photometric": True}
 RUNTIME_SETTINGS = ("log_interval", "workers_per_gpu", "max_keep_checkpoints", "checkpoint_interval", "cudnn_benchmark")
 TRACKING_BACKENDS = {"tensorboard": "TensorboardVisBackend", "wandb": "WandbVisBackend", "mlflow": "MLflowVisBackend"}
 TRACKING_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+DEFAULT_TRACKING = ["tensorboard"]  # configs/study_voc.py's visualizer
 
 
 class ConfigError(ValueError):
@@ -336,10 +337,12 @@ def config_values(run: dict) -> dict:
             "logger": {"interval": run["log_interval"]},
             "checkpoint": {"interval": run["checkpoint_interval"], "max_keep_ckpts": run["max_keep_checkpoints"]},
         },
-        "visualizer": {"vis_backends": _vis_backends(run.get("tracking", ["tensorboard"]))},
         "env_cfg": {"cudnn_benchmark": run["cudnn_benchmark"]},
         "randomness": {"seed": Ref("seed")},
     }  # fmt: skip
+    tracking = run.get("tracking", DEFAULT_TRACKING)
+    if list(tracking) != DEFAULT_TRACKING:  # the base config's: local scalars and TensorBoard
+        values["visualizer"] = {"vis_backends": _vis_backends(tracking)}
     if run.get("init_from"):  # for the training log: where the weights come from
         values["init_from"] = run["init_from"]
     return values
@@ -405,5 +408,4 @@ def render_config(run: dict, config_dir: Path | None = None) -> str:
     for name, value in config_values(run).items():
         comment = f"  # {COMMENTS[name]}" if name in COMMENTS else ""
         lines.append(f"{name} = {_format(value)}{comment}")
-    lines.append("resume = True  # continue from the newest checkpoint in work_dir, if there is one")
     return "\n".join(lines) + "\n"

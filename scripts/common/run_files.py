@@ -148,19 +148,6 @@ def read_per_image(path: Path, classes: int = NUM_CLASSES) -> tuple[list[str], n
     return ids, confusion
 
 
-def group_per_image(runs: list[dict], paths: list, classes: int = NUM_CLASSES) -> dict[tuple[str, str], list]:
-    """{(variant, budget): [per-image confusion per seed]} of runs evaluated on the same
-    images, every one in the first run's image order."""
-    from common.stats import align
-
-    groups, order = {}, None
-    for run, path in zip(runs, paths, strict=True):
-        ids, confusion = read_per_image(Path(path), classes)
-        order = ids if order is None else order
-        groups.setdefault((run["variant"], run["budget"]), []).append(confusion[align(order, ids)])
-    return groups
-
-
 def _check_counts(array: np.ndarray, shape: tuple, path, what) -> None:
     if array.shape != shape:
         raise RunFileError(f"{path}: {what} has shape {array.shape}, expected {shape}")

@@ -1,12 +1,17 @@
 """The numbers of the report: per-class IoU from confusion counts, the paired
 bootstrap over val images, the study's improvement counts, convergence.
 
-Plain NumPy, no plotting: tests feed it hand-made and synthetic numbers.
+Plain NumPy, no plotting: tests feed it hand-made and synthetic numbers
+(``group_per_image`` reads the runs' per-image confusions, through run_files).
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+from common.run_files import read_per_image
+from common.voc import NUM_CLASSES
 
 
 def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
@@ -285,3 +290,14 @@ def convergence_epoch(epochs, miou, fraction: float = 0.99):
         return None
     best = max(m for _, m in pairs)
     return next(e for e, m in pairs if m >= fraction * best)
+
+
+def group_per_image(runs: list[dict], paths: list, classes: int = NUM_CLASSES) -> dict[tuple[str, str], list]:
+    """{(variant, budget): [per-image confusion per seed]} of runs evaluated on the same
+    images, every one in the first run's image order."""
+    groups, order = {}, None
+    for run, path in zip(runs, paths, strict=True):
+        ids, confusion = read_per_image(Path(path), classes)
+        order = ids if order is None else order
+        groups.setdefault((run["variant"], run["budget"]), []).append(confusion[align(order, ids)])
+    return groups
