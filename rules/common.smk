@@ -445,6 +445,20 @@ for _name, _source in INIT_SOURCES.items():
     }
 
 
+# When jobs wait for a free slot (cores here, the profile's `jobs` on a cluster):
+# the data preparation training waits for, the run configs and the init weights of
+# fine-tuned runs go first, and so do the runs another variant starts from
+# (init_from), whose fine-tuned runs cannot start before them.
+DATA_PRIORITY = 1
+INIT_SOURCE_RUNS = {
+    (source["variant"], source["budget"], str(source["seed"])) for source in INIT_SOURCES.values()
+}
+
+
+def get_train_priority(wildcards):
+    return int((wildcards.variant, wildcards.budget, wildcards.seed) in INIT_SOURCE_RUNS)
+
+
 def variant_subset(name):
     """The subset folder name of variant `name`, or None when it trains on whole lists."""
     settings = VARIANT_SETTINGS[name]

@@ -36,6 +36,7 @@ rule extract_voc:
         f"logs/extract_voc/{DATA_KEY}.log",
     benchmark:
         f"logs/benchmarks/extract_voc/{DATA_KEY}.tsv"
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     resources:
@@ -65,6 +66,7 @@ rule extract_sbd:
         f"logs/extract_sbd/{DATA_KEY}.log",
     benchmark:
         f"logs/benchmarks/extract_sbd/{DATA_KEY}.tsv"
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     resources:
@@ -96,6 +98,7 @@ rule make_trainaug_list:
         train_sbd=f"{SPLITS}/train_sbd.txt",
     log:
         f"logs/make_trainaug_list/{DATA_KEY}.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:
@@ -121,6 +124,7 @@ rule convert_sbd:
         f"logs/convert_sbd/{DATA_KEY}.log",
     benchmark:
         f"logs/benchmarks/convert_sbd/{DATA_KEY}.tsv"
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     threads: 8
@@ -177,6 +181,7 @@ rule make_subset:
         f"{SUBSETS}/{{subset}}/{{member}}.txt",
     log:
         f"logs/make_subset/{DATA_KEY}/{{subset}}/{{member}}.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:
@@ -199,6 +204,7 @@ rule extract_dataset:
         val="resources/datasets/{extracted}/ImageSets/Segmentation/val.txt",
     log:
         "logs/extract_dataset/{extracted}.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:
@@ -230,6 +236,7 @@ rule check_dataset:
         DATASET_CHECK,
     log:
         f"{OUT}/datasets/{{dataset}}.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:

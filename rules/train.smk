@@ -81,6 +81,7 @@ rule render_mmseg_config:
         train_set=f"{RUN}/train_set.json",
     log:
         f"{RUN}/render_config.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:
@@ -107,6 +108,7 @@ rule train_upernet:
         f"{RUN}/train.log",
     benchmark:
         f"{RUN}/train_benchmark.tsv"
+    priority: get_train_priority
     conda:
         "../envs/train.yaml"
     threads: 4
@@ -138,6 +140,7 @@ rule init_weights:
         f"{OUT}/init/{{variant}}.pth",
     log:
         f"{OUT}/init/{{variant}}.log",
+    priority: DATA_PRIORITY
     conda:
         "../envs/train.yaml"
     resources:

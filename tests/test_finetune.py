@@ -163,6 +163,10 @@ def test_the_next_steps_plan_on_a_login_node(login_node, mini_archives, tmp_path
     # the fine-tuned variant's source run is trained first: its final.pth is an input
     block = result.stdout.split("rule init_weights:")[1].split("\n\n")[0]
     assert "results/runs/vocaug_swin/e30-s0/final.pth" in block
+    # and it goes first when jobs wait for a slot: the only train job with a priority
+    trains = [b.split("\n\n")[0] for b in result.stdout.split("rule train_upernet:")[1:]]
+    first = [re.search(r"output: (\S+)/final\.pth", b).group(1) for b in trains if "priority: 1" in b]
+    assert first == ["results/runs/vocaug_swin/e30-s0"]
 
 
 def test_folder_and_archive_datasets_need_no_copy(login_node, mini_archives, tmp_path):
