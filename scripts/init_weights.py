@@ -8,6 +8,7 @@ The output is a checkpoint the run's config loads through the segmentor's
 """
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 log = logging.getLogger("init_weights")
@@ -16,14 +17,13 @@ HEADS = ("decode_head.", "auxiliary_head.")
 
 def select(state_dict: dict, heads: bool) -> tuple[dict, dict[str, int]]:
     """(the tensors to load, {module: tensors left out}) of a segmentor's state dict."""
-    kept, skipped = {}, {}
-    for key, value in state_dict.items():
-        if key.startswith(HEADS) and not heads:
-            module = key.split(".", 1)[0]
-            skipped[module] = skipped.get(module, 0) + 1
-        else:
-            kept[key] = value
-    return kept, skipped
+    kept = {key: value for key, value in state_dict.items() if heads or not key.startswith(HEADS)}
+    return kept, dict(_modules(key for key in state_dict if key not in kept))
+
+
+def _modules(keys) -> Counter:
+    """{top-level module: tensors} of state-dict keys."""
+    return Counter(key.split(".", 1)[0] for key in keys)
 
 
 def main(snakemake) -> None:
@@ -37,9 +37,7 @@ def main(snakemake) -> None:
     checkpoint = torch.load(source, map_location="cpu")
     state_dict = checkpoint.get("state_dict", checkpoint)
     kept, skipped = select(state_dict, init["heads"])
-    modules = {}
-    for key in kept:
-        modules[key.split(".", 1)[0]] = modules.get(key.split(".", 1)[0], 0) + 1
+    modules = dict(_modules(kept))
     log.info("from run %s (%s):", init["run"], source)
     for module, count in sorted(modules.items()):
         log.info("  loaded  %-16s %4d tensors", module, count)

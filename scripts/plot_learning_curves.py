@@ -20,8 +20,8 @@ X_LABELS = {"epochs": "epoch", "images": "training images seen (epochs x set siz
 
 def read_curve(path: Path, column: str = "mIoU"):
     """The epochs of a run's history that have ``column`` (val mIoU, train_loss) and its values."""
-    rows = [row for row in read_history(path) if row.get(column) not in (None, "")]
-    return [row["epoch"] for row in rows], [float(row[column]) for row in rows]
+    rows = [row for row in read_history(path) if row.get(column) is not None]
+    return [row["epoch"] for row in rows], [row[column] for row in rows]
 
 
 def seed_curves(runs, histories, sizes=None, x: str = "epochs", column: str = "mIoU"):

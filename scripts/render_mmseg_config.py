@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from common.jobs import sha256_text, start_log, write_text
-from common.mmseg_config import RUNTIME_SETTINGS, render_config
+from common.mmseg_config import DEFAULT_TRACKING, RUNTIME_SETTINGS, render_config
 from common.subsets import budget_epochs, describe_budget, iterations_per_epoch, parse_budget
 from common.voc import read_id_list
 
@@ -43,7 +43,7 @@ def train_set(run: dict, lists: list[Path]) -> dict:
     }  # fmt: skip
 
 
-def write_config(run: dict, runtime: dict, path: Path, trains_on: dict, tracking=("tensorboard",)) -> None:
+def write_config(run: dict, runtime: dict, path: Path, trains_on: dict, tracking=DEFAULT_TRACKING) -> None:
     """Render ``run`` (result-changing settings) plus ``runtime`` ones and the
     ``tracking`` backends (neither changes a result) to ``path``."""
     values = {

@@ -240,6 +240,7 @@ def test_the_code_hash_covers_imported_modules_and_base_configs(tmp_path):
         (read_history, "epoch,mIoU,aAcc,mAcc,train_loss,lr\n", "a header but no epochs"),
         (read_history, "epoch,mIoU\n1,\n2,\n", "no epoch has a validation mIoU"),
         (read_history, "epoch,mIoU\n1,abc\n", "line 2: mIoU is 'abc', not a number"),
+        (read_history, "epoch,mIoU,train_loss\n1,50.0,\n2,51.0,x\n", "line 3: train_loss is 'x', not a number"),
         (read_metrics, "", "the file is empty"),
         (read_metrics, '{"mIoU": 5', "not valid JSON (line 1"),
         (read_metrics, '{"mIoU": 5, "aAcc": 50}', "no mAcc"),

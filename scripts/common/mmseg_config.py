@@ -13,6 +13,8 @@ import math
 import os
 from pathlib import Path
 
+from common.voc import NUM_CLASSES
+
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 # Known pretrained backbones: the URLs MMEngine's own tables (ResNets) and MMSeg's
@@ -66,8 +68,8 @@ AUGMENT_DEFAULTS = {"random_resize": True, "flip": True, "photometric": True}
 # Settings that change how a run is carried out, never its result: the workflow
 # keeps them out of the rules' params, so editing them retrains nothing.
 RUNTIME_SETTINGS = ("log_interval", "workers_per_gpu", "max_keep_checkpoints", "checkpoint_interval", "cudnn_benchmark")
+# tracking name: MMEngine's backend; each needs the Python package of the same name
 TRACKING_BACKENDS = {"tensorboard": "TensorboardVisBackend", "wandb": "WandbVisBackend", "mlflow": "MLflowVisBackend"}
-TRACKING_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 DEFAULT_TRACKING = ["tensorboard"]  # configs/study_voc.py's visualizer
 
 
@@ -120,8 +122,8 @@ def missing_tracking_packages(vis_backends: list) -> list[str]:
     """The packages of the config's tracking backends that this environment lacks."""
     import importlib.util
 
-    names = {backend: name for name, backend in TRACKING_BACKENDS.items()}
-    wanted = [TRACKING_PACKAGES[names[b["type"]]] for b in vis_backends if b["type"] in names]
+    packages = {backend: name for name, backend in TRACKING_BACKENDS.items()}
+    wanted = [packages[b["type"]] for b in vis_backends if b["type"] in packages]
     return [package for package in wanted if importlib.util.find_spec(package) is None]
 
 
@@ -301,7 +303,7 @@ def config_values(run: dict) -> dict:
     if run["amp"]:
         wrapper["loss_scale"] = "dynamic"
     loader = {"num_workers": run["workers_per_gpu"], "persistent_workers": run["workers_per_gpu"] > 0}
-    num_classes = len(dataset["classes"]) if dataset else 21
+    num_classes = len(dataset["classes"]) if dataset else NUM_CLASSES
     values = {
         "gpus": run["gpus"],
         "batch_per_gpu": run["batch_per_gpu"],

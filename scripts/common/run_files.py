@@ -99,7 +99,10 @@ def read_history(path: Path) -> list[dict]:
         if epoch != int(epoch) or epoch < 1:
             raise RunFileError(f"{path}: line {i}: epoch is {row['epoch']!r}")
         row["epoch"] = int(epoch)
-        row["mIoU"] = _number(row["mIoU"], path, f"line {i}: mIoU") if row["mIoU"] not in ("", None) else None
+        for column in ("mIoU", "train_loss"):  # an epoch without validation has no mIoU
+            if column in row:
+                value = row[column]
+                row[column] = _number(value, path, f"line {i}: {column}") if value not in ("", None) else None
     if all(row["mIoU"] is None for row in rows):
         raise RunFileError(f"{path}: no epoch has a validation mIoU")
     return rows
