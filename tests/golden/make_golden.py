@@ -303,13 +303,20 @@ def train_batch(ids=("2007_000788", "2007_001723")):
 
 
 def train_step(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Train-mode losses of one batch and the gradient norm they give (no optimizer step)."""
+    """Train-mode losses of one batch and the gradient norm they give (no optimizer step).
+
+    Dropout stays off: torch draws its masks with ``bernoulli_``, whose CPU stream for
+    a seed changed after torch 2.1 (``rand``, ``randn``, ``randperm`` did not).
+    """
     import torch
     from mmengine.structures import PixelData
 
     from mmseg.structures import SegDataSample
 
     model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.eval()
     samples = []
     for label in labels:
         sample = SegDataSample()
