@@ -1,5 +1,7 @@
 # Entry points of the README.  `make demo` and `make test` set up .venv first.
-PYTHON ?= python$(shell cat .python-version)
+# The interpreter of .python-version: on PATH, or one pyenv installed but has not selected.
+PYTHON_VERSION := $(shell cat .python-version)
+PYTHON ?= $(firstword $(foreach candidate,python$(PYTHON_VERSION) $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION)),$(shell $(candidate) -c 'import sys; print("$(candidate)" if sys.version_info[:2] == tuple(map(int, "$(PYTHON_VERSION)".split("."))) else "")' 2>/dev/null)))
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
@@ -18,21 +20,23 @@ DEMO_THREADS := --set-threads train_upernet=1 evaluate_upernet=1 evaluate_uperne
 venv: $(VENV)/.installed
 
 # The whole environment from requirements.lock, every file hash-checked, in two
-# steps: mmcv 2.1.0 has no wheel on PyPI and is built against the torch
-# installed before it (CPU ops where there is no CUDA); pip caches the built
+# steps: onedl-mmcv's PyPI release is a source archive, built against the torch
+# installed before it (CPU ops where there is no CUDA; a GPU cluster's env takes
+# the project's prebuilt CUDA wheel, see envs/train.yaml); pip caches the built
 # wheel for next time.  A lock compiled from another requirements.txt stops here.
 $(VENV)/.installed: requirements.lock requirements.txt .python-version
+	@test -n "$(PYTHON)" || { echo "no Python $(PYTHON_VERSION) found (.python-version): install it, or run make PYTHON=/path/to/python$(PYTHON_VERSION)"; exit 1; }
 	$(PYTHON) tools/lock.py check
 	$(PYTHON) -m venv $(VENV)
-	$(PYTHON) tools/lock.py stage requirements.lock --except mmcv > $(VENV)/lock-1.txt
-	$(PYTHON) tools/lock.py stage requirements.lock --only mmcv > $(VENV)/lock-2.txt
+	$(PYTHON) tools/lock.py stage requirements.lock --except onedl-mmcv > $(VENV)/lock-1.txt
+	$(PYTHON) tools/lock.py stage requirements.lock --only onedl-mmcv > $(VENV)/lock-2.txt
 	$(BIN)/python -m pip install --require-hashes --no-deps -r $(VENV)/lock-1.txt
 	MAX_JOBS=$(CORES) $(BIN)/python -m pip install --require-hashes --no-deps --no-build-isolation -r $(VENV)/lock-2.txt
 	$(BIN)/python -m pip check
 	touch $@
 
 # Recompile requirements.lock after editing requirements.txt (then `make venv`).
-# pip-compile runs in .venv: mmcv's metadata can only be read where torch is installed.
+# pip-compile runs in .venv: onedl-mmcv's metadata can only be read where torch is installed.
 lock:
 	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install -c requirements.txt pip-tools
 	$(BIN)/python tools/lock.py compile

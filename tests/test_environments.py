@@ -58,7 +58,7 @@ def test_env_pins_equal_the_installed_versions(path):
 
 def test_requirements_pins_equal_the_installed_versions():
     pins = read_pins()
-    assert {"torch", "mmcv", "mmsegmentation", "snakemake"} <= set(pins)
+    assert {"torch", "onedl-mmcv", "onedl-mmsegmentation", "snakemake"} <= set(pins)
     wrong = {name: (pinned, installed(name)) for name, pinned in pins.items() if installed(name) != pinned}
     assert not wrong, f"pinned vs installed: {wrong}"
 
@@ -120,6 +120,6 @@ def test_an_edited_requirements_file_makes_the_lock_stale(tmp_path):
 def test_the_two_install_stages_cover_the_lock_once():
     from lock import LOCK, entries, stage
 
-    first, second = stage(LOCK, exclude=("mmcv",)), stage(LOCK, only=("mmcv",))
-    assert [name for name, _, _ in entries(second)] == ["mmcv"]
+    first, second = stage(LOCK, exclude=("onedl-mmcv",)), stage(LOCK, only=("onedl-mmcv",))
+    assert [name for name, _, _ in entries(second)] == ["onedl-mmcv"]
     assert sorted(n for n, _, _ in entries(first + second)) == sorted(n for n, _, _ in entries(LOCK.read_text()))

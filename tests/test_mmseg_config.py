@@ -67,6 +67,18 @@ def without(d: dict, *keys) -> dict:
     return {k: v for k, v in d.items() if k not in keys}
 
 
+VENDORED = REPO / "scripts/common/configs/mmseg"
+
+
+@pytest.mark.parametrize("path", sorted(VENDORED.rglob("*.py")), ids=lambda p: str(p.relative_to(VENDORED)))
+def test_the_study_builds_on_the_installed_mmsegs_own_base_files(path):
+    """The copies the study's configs inherit from (by path: `mmseg::` finds no
+    `mmsegmentation` distribution beside onedl-mmsegmentation) are MMSeg's files."""
+    installed = Path(mmseg.__file__).parent / ".mim/configs" / path.relative_to(VENDORED)
+    assert path.read_bytes() == installed.read_bytes(), f"{path} differs from {installed}: copy it again"
+    assert "mmseg::" not in "".join(p.read_text() for p in (REPO / "scripts/common/configs").glob("*.py"))
+
+
 def test_model_is_mmsegs_except_the_weights_source(rendered, shipped):
     model, reference = rendered.model, shipped.model
     # MMSeg: pretrained='open-mmlab://resnet50_v1c'; the study: pretrained=None plus the

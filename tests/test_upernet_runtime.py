@@ -15,6 +15,7 @@ from common.history import history_from_scalars as read_history
 from common.hooks import NonFiniteLossHook, RngStateHook
 from common.launch import adapt_to_device
 from common.metric import StudyIoUMetric
+from common.mmseg_config import PRETRAINED_URLS, pretrained_mirrors
 from common.work_dir import prepare_work_dir
 from fetch_pretrained import fetch
 from mmseg.evaluation.metrics import IoUMetric
@@ -130,6 +131,25 @@ def test_fetch_checks_the_sha256_in_the_file_name(tmp_path):
     with pytest.raises(DownloadError, match="sha256"):
         fetch(bad.as_uri(), tmp_path / "out" / bad.name)
     assert not (tmp_path / "out" / bad.name).exists() and not list((tmp_path / "out").glob("*.part"))
+
+
+def test_fetch_tries_the_next_host_when_one_fails(tmp_path):
+    payload = b"weights" * 1000
+    name = f"resnet50_v1c-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / name).write_bytes(payload)
+    (tmp_path / "tampered").mkdir()
+    (tmp_path / "tampered" / name).write_bytes(payload[:-1] + b"!")
+    gone, tampered, good = (tmp_path / folder / name for folder in ("gone", "tampered", "mirror"))
+    dest = tmp_path / "out" / name
+    assert fetch(gone.as_uri(), dest, mirrors=[gone.as_uri(), tampered.as_uri(), good.as_uri()]).read_bytes() == payload
+    with pytest.raises(DownloadError, match=r"gone.* / .*tampered.*sha256"):
+        fetch(gone.as_uri(), tmp_path / "again" / name, mirrors=[gone.as_uri(), tampered.as_uri()])
+    assert pretrained_mirrors(PRETRAINED_URLS["open-mmlab://resnet50_v1c"]) == [
+        "https://mmassets.onedl.ai/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+        "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    ]
+    assert pretrained_mirrors(PRETRAINED_URLS["torchvision://resnet50"]) == [PRETRAINED_URLS["torchvision://resnet50"]]
 
 
 def test_local_pretrained_weights_initialise_the_backbone(tmp_path):

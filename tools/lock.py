@@ -3,12 +3,13 @@
 ``requirements.txt`` lists what the project uses directly; ``requirements.lock``
 is compiled from it by pip-compile (pip-tools) and pins everything they pull
 in, with the sha256 of every file PyPI serves for each pin.  ``make venv``
-installs the lock with ``pip --require-hashes --no-deps`` in two stages: mmcv
-2.1.0 has no PyPI wheel and compiles against the torch installed before it.
+installs the lock with ``pip --require-hashes --no-deps`` in two stages:
+onedl-mmcv's PyPI release is a source archive that compiles against the torch
+installed before it.
 
     python tools/lock.py compile            # make lock: needs .venv (mmcv's metadata imports torch)
     python tools/lock.py check              # the lock was compiled from this requirements.txt
-    python tools/lock.py stage LOCK --only mmcv | --except mmcv   # a part of the lock, for pip
+    python tools/lock.py stage LOCK --only onedl-mmcv | --except onedl-mmcv   # a part of the lock, for pip
 
 Standard library only: ``check`` and ``stage`` run before the venv exists.
 """
@@ -27,7 +28,7 @@ REQUIREMENTS = ROOT / "requirements.txt"
 LOCK = ROOT / "requirements.lock"
 SOURCE_LINE = "# compiled from requirements.txt with sha256 "
 # Compiled from source after everything else is installed (see the Makefile).
-BUILT_FROM_SOURCE = ("mmcv",)
+BUILT_FROM_SOURCE = ("onedl-mmcv",)
 
 
 def normalize(name: str) -> str:

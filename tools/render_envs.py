@@ -32,20 +32,27 @@ ENVS = {
     },
     "train": {
         "doc": (
-            "Training and evaluation (MMSegmentation 1.x on MMEngine/MMCV).\n"
-            "torch and mmcv come from pip: mmcv 2.1.0's prebuilt CUDA ops are built\n"
-            "against the PyPI torch wheels (CUDA 12.1), and are found through mmcv's\n"
-            "own wheel index; the other mm* packages and opencv-python follow them so\n"
-            "pip sees the distributions mmcv requires."
+            "Training and evaluation (MMSegmentation 1.x on MMEngine/MMCV: the maintained OneDL packages).\n"
+            "torch comes from PyPI (its default wheel: CUDA 12.8, Volta to Blackwell, driver >= 570);\n"
+            "onedl-mmcv as OneDL's prebuilt CUDA wheel for this torch (their index below; Python 3.12),\n"
+            "else pip builds its PyPI source archive. The study's models call none of mmcv's compiled ops\n"
+            "(tests/test_golden.py), so either build trains them on any GPU torch supports. The other\n"
+            "mm* packages and opencv-python follow with pip so it sees the distributions mmcv requires."
         ),
         "conda": ["pip", "numpy", "scipy", "matplotlib", "pillow", "pyyaml", "ftfy", "regex", "tqdm", "tensorboard"],
-        "pip": ["torch", "torchvision", "opencv-python", "mmcv", "mmengine", "mmsegmentation", "mmpretrain"],
+        "pip": [
+            "torch", "torchvision", "opencv-python",
+            "onedl-mmcv", "onedl-mmengine", "onedl-mmsegmentation", "onedl-mmpretrain",
+        ],  # fmt: skip
     },
 }
 # conda-forge names that differ from the PyPI distribution names.
 CONDA_NAMES = {"matplotlib": "matplotlib-base"}
-MMCV_WHEELS = "https://download.openmmlab.com/mmcv/dist/{cuda}/torch{torch}/index.html"
-CUDA = "cu121"
+# OneDL's wheel index, one folder per CUDA and torch release (their install docs:
+# pip install onedl-mmcv -f https://mmwheels.onedl.ai/<cuda>-torch<x.y.z without dots>/index.html);
+# for torch 2.10.0 they publish CUDA 12.9 builds
+MMCV_WHEELS = "https://mmwheels.onedl.ai/{cuda}-torch{torch}/index.html"
+CUDA = "cu129"
 
 
 def read_pins(path: Path = ROOT / "requirements.txt") -> dict[str, str]:
@@ -73,7 +80,7 @@ def render(name: str, pins: dict[str, str], python: str) -> str:
     lines += ["channels:", "  - conda-forge", "  - nodefaults", "dependencies:", f"  - python ={python}"]
     lines += [f"  - {CONDA_NAMES.get(p, p)} ={pins[p]}" for p in spec["conda"]]
     if spec["pip"]:
-        torch = ".".join(pins["torch"].split(".")[:2])
+        torch = pins["torch"].replace(".", "")
         lines += ["  - pip:", f"      - --find-links {MMCV_WHEELS.format(cuda=CUDA, torch=torch)}"]
         lines += [f"      - {p}=={pins[p]}" for p in spec["pip"]]
     return "\n".join(lines) + "\n"

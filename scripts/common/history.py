@@ -26,8 +26,10 @@ def history_from_scalars(work_dir: Path) -> list[dict]:
                 row["losses"].append(record["loss"])
                 row["lr"] = record["lr"]
             elif "mIoU" in record:
+                # MMSeg's values, rounded to two decimals (float32 under numpy 2: 6.37 is
+                # logged 6.369999885559082): the same numbers again, as float64
                 attempt.setdefault(record["step"], {"losses": []}).update(
-                    {k: record[k] for k in ("mIoU", "aAcc", "mAcc")}
+                    {k: round(record[k], 2) for k in ("mIoU", "aAcc", "mAcc")}
                 )
         for epoch, row in attempt.items():
             if row["losses"]:  # trained in this attempt: replaces an earlier partial epoch

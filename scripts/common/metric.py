@@ -47,11 +47,13 @@ def metrics_document(metric: StudyIoUMetric, summary: dict, classes, extra: dict
     def percent(values):
         return {c: (None if np.isnan(v) else round(float(v) * 100, 4)) for c, v in zip(classes, values)}
 
+    # MMSeg rounds them to two decimals; under numpy 2 they stay float32 (71.18 would be
+    # written 71.18000030517578): round again, to MMSeg's number as a float64
     return {
         **extra,
-        "aAcc": float(summary["aAcc"]),
-        "mIoU": float(summary["mIoU"]),
-        "mAcc": float(summary["mAcc"]),
+        "aAcc": round(float(summary["aAcc"]), 2),
+        "mIoU": round(float(summary["mIoU"]), 2),
+        "mAcc": round(float(summary["mAcc"]), 2),
         "classes": list(classes),
         "IoU": percent(metric.per_class["IoU"]),
         "Acc": percent(metric.per_class["Acc"]),

@@ -18,28 +18,41 @@ from common.voc import NUM_CLASSES
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 # Known pretrained backbones: the URLs MMEngine's own tables (ResNets) and MMSeg's
-# Swin/ConvNeXt UPerNet configs give for them.  The 8 hex digits before ".pth" are
-# the start of the file's sha256 (torch.hub's and OpenMMLab's convention).
+# Swin/ConvNeXt UPerNet configs give for them; OneDL, the maintainers of the MMSeg
+# stack, serve OpenMMLab's files under the same paths on their own host, and
+# OpenMMLab's host is the second place fetch_pretrained tries.  The 8 hex digits
+# before ".pth" are the start of the file's sha256 (torch.hub's and OpenMMLab's
+# convention): whichever host serves a file, it is checked against them.
+ONEDL_ASSETS, OPENMMLAB_ASSETS = "https://mmassets.onedl.ai/", "https://download.openmmlab.com/"
 PRETRAINED_URLS = {
-    "open-mmlab://resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
-    "open-mmlab://resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
-    "open-mmlab://resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    "open-mmlab://resnet18_v1c": ONEDL_ASSETS + "pretrain/third_party/resnet18_v1c-b5776b93.pth",
+    "open-mmlab://resnet50_v1c": ONEDL_ASSETS + "pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "open-mmlab://resnet101_v1c": ONEDL_ASSETS + "pretrain/third_party/resnet101_v1c-e67eebb6.pth",
     "torchvision://resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
     "torchvision://resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
     "torchvision://resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
-    "mmseg://swin_tiny": "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/"
+    "mmseg://swin_tiny": ONEDL_ASSETS + "mmsegmentation/v0.5/pretrain/swin/"
     "swin_tiny_patch4_window7_224_20220317-1cdeb081.pth",
-    "mmseg://swin_small": "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/"
+    "mmseg://swin_small": ONEDL_ASSETS + "mmsegmentation/v0.5/pretrain/swin/"
     "swin_small_patch4_window7_224_20220317-7ba6d6dd.pth",
-    "mmseg://swin_base": "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/"
+    "mmseg://swin_base": ONEDL_ASSETS + "mmsegmentation/v0.5/pretrain/swin/"
     "swin_base_patch4_window7_224_20220317-e9b98025.pth",
-    "mmpretrain://convnext_tiny": "https://download.openmmlab.com/mmclassification/v0/convnext/downstream/"
+    "mmpretrain://convnext_tiny": ONEDL_ASSETS + "mmclassification/v0/convnext/downstream/"
     "convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth",
-    "mmpretrain://convnext_small": "https://download.openmmlab.com/mmclassification/v0/convnext/downstream/"
+    "mmpretrain://convnext_small": ONEDL_ASSETS + "mmclassification/v0/convnext/downstream/"
     "convnext-small_3rdparty_32xb128-noema_in1k_20220301-303e75e3.pth",
-    "mmpretrain://convnext_base": "https://download.openmmlab.com/mmclassification/v0/convnext/downstream/"
+    "mmpretrain://convnext_base": ONEDL_ASSETS + "mmclassification/v0/convnext/downstream/"
     "convnext-base_3rdparty_32xb128-noema_in1k_20220301-2a0ee547.pth",
 }
+
+
+def pretrained_mirrors(url: str) -> list[str]:
+    """Where known weights can be downloaded, in order: OneDL's host, then OpenMMLab's."""
+    if url.startswith(ONEDL_ASSETS):
+        return [url, OPENMMLAB_ASSETS + url[len(ONEDL_ASSETS) :]]
+    return [url]
+
+
 PRETRAINED_DIR = "resources/pretrained"
 
 BACKBONES = ("resnet", "swin", "convnext")

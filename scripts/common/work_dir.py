@@ -115,7 +115,9 @@ def export_final(work_dir: Path, dest: Path, max_epochs: int) -> None:
     latest = find_latest_checkpoint(str(work_dir))
     if latest is None:
         raise RuntimeError(f"{work_dir}: training wrote no checkpoint")
-    checkpoint = torch.load(latest, map_location="cpu")
+    # this run's own checkpoint: its message hub and RNG states are Python objects,
+    # which torch >= 2.6's default (weights_only=True) refuses
+    checkpoint = torch.load(latest, map_location="cpu", weights_only=False)
     epoch = checkpoint["meta"]["epoch"]
     if epoch != max_epochs:
         raise RuntimeError(f"{latest}: training stopped at epoch {epoch} of {max_epochs}")

@@ -4,8 +4,8 @@
 # local scalars.  Each model family's file (upernet_<family>_voc.py) adds its model
 # and optimizer; each run's config.py sets only what the run chooses.
 _base_ = [
-    'mmseg::_base_/datasets/pascal_voc12.py',
-    'mmseg::_base_/default_runtime.py',
+    './mmseg/_base_/datasets/pascal_voc12.py',
+    './mmseg/_base_/default_runtime.py',
 ]
 train_dataloader = dict(
     # an epoch ends: InfiniteSampler (MMSeg's iteration schedules) never would

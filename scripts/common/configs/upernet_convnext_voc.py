@@ -1,7 +1,7 @@
 # UPerNet + ConvNeXt (mmpretrain.ConvNeXt) on VOC: the model and optimizer of MMSeg's
 # convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py (AdamW with stage-wise
 # learning-rate decay, linear warm-up then poly decay).
-_base_ = ['mmseg::_base_/models/upernet_convnext.py', './study_voc.py']
+_base_ = ['./mmseg/_base_/models/upernet_convnext.py', './study_voc.py']
 model = dict(
     backbone=dict(
         type='mmpretrain.ConvNeXt',

@@ -1,7 +1,7 @@
 # UPerNet + Swin on VOC: the model and optimizer of MMSeg's
 # swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py (AdamW, no
 # weight decay for position tables and norms, linear warm-up then poly decay).
-_base_ = ['mmseg::_base_/models/upernet_swin.py', './study_voc.py']
+_base_ = ['./mmseg/_base_/models/upernet_swin.py', './study_voc.py']
 model = dict(
     backbone=dict(
         embed_dims=96,
