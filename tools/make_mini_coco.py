@@ -183,7 +183,9 @@ def stripes(scene: Scene, voc_class: int) -> np.ndarray:
     yy, xx = np.mgrid[0 : scene.height, 0 : scene.width].astype(np.float32)
     angle = np.pi * voc_class / 20.0
     period = (4.0 + (voc_class % 5) * 2.0) * scene.stripe_scale
-    return 26 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+    # float32 scalars, so that numpy 2 computes in float32 as numpy 1 did (same bytes)
+    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    return 26 * np.sin(2 * np.pi * (xx * cos + yy * sin) / period)
 
 
 def checks(scene: Scene, cell: int) -> np.ndarray:

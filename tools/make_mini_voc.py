@@ -121,7 +121,9 @@ def draw_scene(
     colours = class_colours()
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     # Background: a smooth low-contrast field, unlike any object texture.
-    phase = rng.uniform(0, 2 * np.pi, size=2)
+    # float32 scalars: numpy 2 (NEP 50) would compute a float32 grid with a float64
+    # scalar in float64, numpy 1 in float32; the archives' bytes must not change
+    phase = rng.uniform(0, 2 * np.pi, size=2).astype(np.float32)
     image = colours[0] + 12 * np.sin(xx / 23.0 + phase[0])[..., None] * np.cos(
         yy / 17.0 + phase[1]
     )[..., None]
@@ -144,7 +146,8 @@ def draw_scene(
         mask = np.asarray(canvas, dtype=bool)
         angle = np.pi * cls / 20.0
         period = 4.0 + (cls % 5) * 2.0
-        stripes = 30 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+        cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+        stripes = 30 * np.sin(2 * np.pi * (xx * cos + yy * sin) / period)
         image[mask] = colours[cls] + stripes[mask][:, None]
         label[mask] = cls
         instance[mask] = number
