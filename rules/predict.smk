@@ -16,8 +16,8 @@ PREDICT_RUNS = final_runs(OUT)
 
 rule predict_images:
     input:
-        configs=[f"{RUN.format(**run)}/config.py" for run in PREDICT_RUNS],
-        checkpoints=[f"{RUN.format(**run)}/final.pth" for run in PREDICT_RUNS],
+        configs=[f"{RUN.format_map(run)}/config.py" for run in PREDICT_RUNS],
+        checkpoints=[f"{RUN.format_map(run)}/final.pth" for run in PREDICT_RUNS],
         images=lambda w: planned_folder(config["predict"]["images"], OUT, w.folder),
     output:
         directory(f"{OUT}/predict/{{folder}}"),

@@ -83,7 +83,9 @@ def check_jpeg(data: bytes, image: CocoImage, path: Path) -> None:
 
 def write_label_png(path: Path, label: np.ndarray) -> None:
     # The settings of convert_sbd.py's labels: fast, small, the same pixels.
-    Image.fromarray(label, mode="L").save(path, format="PNG", compress_level=1, compress_type=3)
+    # a uint8 2-D array is a grey ("L") image (Pillow 13 drops fromarray's mode argument)
+    image = Image.fromarray(label.astype(np.uint8, copy=False))
+    image.save(path, format="PNG", compress_level=1, compress_type=3)
 
 
 def _temporary(dest: Path) -> Path:

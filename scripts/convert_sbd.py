@@ -212,7 +212,9 @@ def read_voc_label(path: Path) -> np.ndarray:
 def write_label_png(path: Path, label: np.ndarray) -> None:
     # zlib's run-length strategy suits label maps: about 3x faster than PIL's
     # default and smaller files; the pixels are the same.
-    Image.fromarray(label, mode="L").save(path, format="PNG", compress_level=1, compress_type=3)
+    # a uint8 2-D array is a grey ("L") image (Pillow 13 drops fromarray's mode argument)
+    image = Image.fromarray(label.astype(np.uint8, copy=False))
+    image.save(path, format="PNG", compress_level=1, compress_type=3)
 
 
 def convert_one(task: tuple[str, str, str, list[str]]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA_KEY, DEMO, DEMO_ALL_RUNS, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO, DEMO_ALL_RUNS, DEMO_RUNS, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
 
 from common.code import code_digest
 from common.config_files import ConfigFileError, load_config_file
@@ -232,6 +232,25 @@ def test_the_code_hash_covers_imported_modules_and_base_configs(tmp_path):
     assert code_digest(scripts / "plot_confusion.py") == code_digest(REPO / "scripts/plot_confusion.py")
 
 
+def test_finished_runs_are_kept_across_an_update_of_the_training_code_with_touch(study_copy):
+    """README, Environments: after a stack update Snakemake sees new training code and
+    plans every run again; `--touch` on the runs' final.pth keeps them, and only the
+    evaluations (and what reads them) run again."""
+    module = study_copy / "scripts/common/work_dir.py"  # imported by train_upernet.py
+    module.write_text(module.read_text() + "\nUPDATED = True\n")
+    jobs = dry_run(study_copy)
+    assert jobs["train_upernet"] == len(DEMO_ALL_RUNS) and jobs["evaluate_upernet"] == len(DEMO_RUNS)
+    finals = sorted(str(p.relative_to(study_copy)) for p in (study_copy / OUT / "runs").glob("*/*/final.pth"))
+    assert len(finals) == len(DEMO_ALL_RUNS)
+    before = {path: (study_copy / path).read_bytes() for path in finals}
+    result = run_snakemake(study_copy, *finals, "--touch", "--cores", "1", "--configfile", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all((study_copy / path).read_bytes() == data for path, data in before.items())  # marked, not rewritten
+    jobs = dry_run(study_copy)
+    assert "train_upernet" not in jobs and "render_mmseg_config" not in jobs and "init_weights" not in jobs
+    assert jobs["evaluate_upernet"] == len(DEMO_RUNS)  # the kept models, evaluated with the new code
+
+
 # ---- 6. broken run files are errors ----------------------------------------------------
 @pytest.mark.parametrize(
     "reader, content, message",
@@ -340,7 +359,10 @@ def test_delete_all_output_keeps_the_trained_models(study):
         copy = root / "study"
         shutil.copytree(study, copy, symlinks=True)
         subprocess.run(["chown", "-R", "nobody:nogroup", str(copy)], check=True)
+        # nobody may read and traverse anything (the interpreter can live under a root-only
+        # home, as pyenv's does), but writes are checked as for any user
         command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
                    sys.executable, "-m", "snakemake", "--delete-all-output", "--configfile", "config/demo.yaml"]  # fmt: skip
         result = subprocess.run(command, cwd=copy, capture_output=True, text=True, env={**os.environ, "HOME": str(copy)})
         output = result.stdout + result.stderr

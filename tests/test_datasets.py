@@ -67,7 +67,7 @@ def test_label_value_outside_the_classes(shapes):
     path = shapes / f"SegmentationClass/{image_id}.png"
     label = np.asarray(Image.open(path)).copy()
     label[:2, :2] = 7
-    Image.fromarray(label, mode="L").save(path)
+    Image.fromarray(label).save(path)  # uint8 2-D: mode L
     message = rf"^datasets\.shapes: .*{image_id}\.png holds values \[7\].*0\.\.3 for 4 classes"
     with pytest.raises(DatasetError, match=message):
         check_dataset(shapes, list(CLASSES), "shapes")

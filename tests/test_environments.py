@@ -84,11 +84,15 @@ def test_every_rule_that_runs_code_names_a_conda_env():
 
 # ---- the lock: the whole environment --------------------------------------------
 def installed_distributions() -> dict[str, str]:
+    """What pip installed into this environment's site-packages (not the copies that
+    setuptools vendors, which importing pkg_resources puts on sys.path)."""
+    import sysconfig
     from importlib.metadata import distributions
 
     from lock import normalize
 
-    return {normalize(d.metadata["Name"]): d.version for d in distributions()}
+    site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    return {normalize(d.metadata["Name"]): d.version for d in distributions(path=site)}
 
 
 def test_lock_pins_exactly_the_installed_environment():

@@ -74,7 +74,7 @@ def break_label(root):
     path = root / "SegmentationClass/shape_0003.png"
     label = np.array(Image.open(path))
     label[:4, :4] = 7
-    image = Image.fromarray(label, mode="P")
+    image = Image.fromarray(label)  # mode L, P once it has a palette
     image.putpalette(palette())
     image.save(path)
     return "shape_0003.png holds values [7]"

@@ -66,7 +66,8 @@ def test_each_backbone_familys_rendered_config_resolves_to_the_recorded_one(tmp_
     # The one difference: MMSeg's ConvNeXt model file names its ImageNet weights at
     # OneDL's host now (same file, same hash); the run's own backbone init_cfg names
     # the file the workflow fetched, so the variable is read by nothing.
-    old, new = recorded["convnext_tiny_vocaug"].pop("checkpoint_file"), resolved["convnext_tiny_vocaug"].pop("checkpoint_file")
+    old = recorded["convnext_tiny_vocaug"].pop("checkpoint_file")
+    new = resolved["convnext_tiny_vocaug"].pop("checkpoint_file")
     assert old.startswith(OPENMMLAB_ASSETS) and new == ONEDL_ASSETS + old[len(OPENMMLAB_ASSETS) :]
     assert resolved["convnext_tiny_vocaug"]["model"]["backbone"]["init_cfg"]["checkpoint"].startswith("resources/")
     for name in golden.CONFIG_RUNS:
@@ -191,18 +192,16 @@ def test_an_old_work_dir_resumes_and_trains_its_last_epoch_as_the_old_stack_did(
     now = torch.load(final, map_location="cpu")["state_dict"]
     recorded = torch.load(GOLDEN / "checkpoint/final.pth", map_location="cpu")["state_dict"]
     assert sorted(now) == sorted(recorded)
-    worst = max(
-        (relative_difference(now[k].numpy(), recorded[k].numpy()), k) for k in recorded if recorded[k].is_floating_point()
-    )
-    print(f"resumed epoch {golden.TINY_EPOCHS}: weights differ by at most {worst[0]:.2e} of a tensor's largest value ({worst[1]})")
-    assert worst[0] < RESUMED_WEIGHTS_RTOL
+    floats = [key for key in recorded if recorded[key].is_floating_point()]
+    worst, key = max((relative_difference(now[k].numpy(), recorded[k].numpy()), k) for k in floats)
+    print(f"resumed epoch: weights differ by at most {worst:.2e} of a tensor's largest value ({key})")
+    assert worst < RESUMED_WEIGHTS_RTOL
     history = {row["epoch"]: row for row in json.loads((GOLDEN / "checkpoint/history.json").read_text())}
-    last = history_from_scalars(golden_run.work_dir)[-1]
+    old, last = history[golden.TINY_EPOCHS], history_from_scalars(golden_run.work_dir)[-1]
     assert last["epoch"] == golden.TINY_EPOCHS
-    print(f"resumed epoch {golden.TINY_EPOCHS}: train loss {last['train_loss']:.6f} (recorded "
-          f"{history[golden.TINY_EPOCHS]['train_loss']:.6f}), val mIoU {last['mIoU']} ({history[golden.TINY_EPOCHS]['mIoU']})")  # fmt: skip
-    assert last["train_loss"] == pytest.approx(history[golden.TINY_EPOCHS]["train_loss"], rel=TRAIN_LOSS_RTOL)
-    assert last["mIoU"] == pytest.approx(history[golden.TINY_EPOCHS]["mIoU"], abs=0.05)
+    print(f"resumed epoch: train loss {last['train_loss']:.6f} ({old['train_loss']:.6f}), mIoU {last['mIoU']} ({old['mIoU']})")
+    assert last["train_loss"] == pytest.approx(old["train_loss"], rel=TRAIN_LOSS_RTOL)
+    assert last["mIoU"] == pytest.approx(old["mIoU"], abs=0.05)
 
 
 def test_an_old_final_checkpoint_evaluates_to_the_recorded_metrics(golden_run, tmp_path):

@@ -165,7 +165,7 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     base = class_colours()[0] * rng.uniform(1.3, 1.6) + rng.uniform(-15, 15, size=3)
     coarse = rng.integers(0, 256, size=(4, 5), dtype=np.uint8)
     blotches = np.asarray(
-        Image.fromarray(coarse, mode="L").resize((width, height), Image.Resampling.BILINEAR),
+        Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR),
         dtype=np.float32,
     )
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -360,7 +360,7 @@ def assign_classes(rng: np.random.Generator, count: int) -> list[list[int]]:
 
 def jpeg_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format="JPEG", quality=85)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)  # uint8 HxWx3: RGB
     return buffer.getvalue()
 
 

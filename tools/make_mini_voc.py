@@ -185,7 +185,7 @@ def coarsen(label: np.ndarray, classes=COARSE_CLASSES, radius: int = COARSE_RADI
 
 
 def png_bytes(array: np.ndarray, palette: list[int] | None = None) -> bytes:
-    image = Image.fromarray(array, mode="P" if palette else "L")
+    image = Image.fromarray(array)  # uint8 2-D: mode L; a palette makes it P
     if palette:
         image.putpalette(palette)
     buffer = io.BytesIO()
@@ -195,7 +195,7 @@ def png_bytes(array: np.ndarray, palette: list[int] | None = None) -> bytes:
 
 def jpeg_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="JPEG", quality=90)
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)  # uint8 HxWx3: RGB
     return buffer.getvalue()
 
 

@@ -24,6 +24,8 @@ class NonFiniteLossHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         loss = (outputs or {}).get("loss")
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()  # float() of a tensor that needs grad warns (torch >= 2.6)
         if loss is not None and not math.isfinite(float(loss)):
             raise FloatingPointError(
                 f"loss is {float(loss)} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}: "

@@ -330,7 +330,8 @@ def train_step(model, images: np.ndarray, labels: np.ndarray) -> dict[str, float
     total = sum(value for key, value in losses.items() if "loss" in key)
     total.backward()
     norm = math.sqrt(sum(float(p.grad.double().square().sum()) for p in model.parameters() if p.grad is not None))
-    return {**{key: float(value) for key, value in losses.items()}, "total": float(total), "grad_norm": norm}
+    numbers = {key: float(value.detach()) for key, value in losses.items()}
+    return {**numbers, "total": float(total.detach()), "grad_norm": norm}
 
 
 def model_outputs(folder: Path, checkpoint: Path) -> tuple[dict[str, np.ndarray], dict]:
