@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import DEMO
 from mmengine.config import Config
-from test_mmseg_config import study_run
+from make_golden import study_run
 
 from common.hooks import RngStateHook, ValidateResumedEpochHook
 from common.launch import adapt_to_device

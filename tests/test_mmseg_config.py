@@ -4,47 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import REPO
 from mmengine.config import Config
 
 import mmseg
 from common.mmseg_config import PRETRAINED_URLS, ConfigError, render_config
+from make_golden import VOCAUG, plain, study_run  # the study's defaults (config/config.yaml)
 
 SHIPPED = Path(mmseg.__file__).parent / ".mim/configs/upernet/upernet_r50_4xb4-40k_voc12aug-512x512.py"
-VOCAUG = [{"split": "train", "labels": "SegmentationClass"}, {"split": "aug", "labels": "SegmentationClassAug"}]
-
-
-def study_run(**overrides) -> dict:
-    """A run with the schema's defaults (config/config.yaml's study settings)."""
-    schema = yaml.safe_load((REPO / "config/schemas/config.schema.yaml").read_text())
-    training = {
-        key: spec["default"]
-        for key, spec in schema["properties"]["training"]["properties"].items()
-        if "default" in spec
-    }
-    run = {
-        **training,
-        "variant": "vocaug",
-        "epochs": 30,
-        "iterations_per_epoch": 662,  # 10,582 images at 2 GPUs x 8
-        "train_images": 10582,
-        "seed": 0,
-        "train_sets": VOCAUG,
-        "data_root": "resources/VOCdevkit/VOC2012",
-        "work_dir": "results/work/vocaug/e30-s0",
-    }
-    run.update(overrides)
-    return run
-
-
-def plain(node):
-    """Config values as plain data, without the `_scope_` keys of cross-package inheritance."""
-    if isinstance(node, dict):
-        return {k: plain(v) for k, v in node.items() if k != "_scope_"}
-    if isinstance(node, (list, tuple)):
-        return type(node)(plain(v) for v in node)
-    return node
 
 
 def load(run: dict, tmp_path: Path) -> Config:
