@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 # The whole environment from requirements.lock, every file hash-checked, in two
 # steps: onedl-mmcv's PyPI release is a source archive, built against the torch
 # installed before it (CPU ops where there is no CUDA; a GPU cluster's env takes
-# the project's prebuilt CUDA wheel, see envs/train.yaml); pip caches the built
+# OneDL's prebuilt CUDA wheel, see envs/train.yaml); pip caches the built
 # wheel for next time.  A lock compiled from another requirements.txt stops here.
 $(VENV)/.installed: requirements.lock requirements.txt .python-version
 	@test -n "$(PYTHON)" || { echo "no Python $(PYTHON_VERSION) found (.python-version): install it, or run make PYTHON=/path/to/python$(PYTHON_VERSION)"; exit 1; }
