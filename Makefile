@@ -24,10 +24,12 @@ venv: $(VENV)/.installed
 # installed before it (CPU ops where there is no CUDA; a GPU cluster's env takes
 # OneDL's prebuilt CUDA wheel, see envs/train.yaml); pip caches the built
 # wheel for next time.  A lock compiled from another requirements.txt stops here.
+# --clear: a .venv of an earlier lock or Python keeps nothing (an old mmcv beside
+# onedl-mmcv, or gigabytes of another Python's site-packages).
 $(VENV)/.installed: requirements.lock requirements.txt .python-version
 	@test -n "$(PYTHON)" || { echo "no Python $(PYTHON_VERSION) found (.python-version): install it, or run make PYTHON=/path/to/python$(PYTHON_VERSION)"; exit 1; }
 	$(PYTHON) tools/lock.py check
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PYTHON) tools/lock.py stage requirements.lock --except onedl-mmcv > $(VENV)/lock-1.txt
 	$(PYTHON) tools/lock.py stage requirements.lock --only onedl-mmcv > $(VENV)/lock-2.txt
 	$(BIN)/python -m pip install --require-hashes --no-deps -r $(VENV)/lock-1.txt
