@@ -147,15 +147,34 @@ start() {
     wait_for 30 slurmdbd sacctmgr -i show cluster
     slurmctld
     slurmd
+    # Jobs of a cluster that was not stopped (a killed CI run, a restarted
+    # machine) come back from the saved state as running and hold the node
+    # until slurmctld gives up on them: cancel them. The saved state itself is
+    # kept, so job IDs never repeat in the accounting database.
+    wait_for 30 slurmctld scontrol ping
+    cancel_all_jobs
     if ! wait_for 60 "an idle node" sh -c "sinfo -h -N -o %T | grep -qx idle"; then
         sinfo -N -l >&2 || true
-        tail -20 "$RUN/log/slurmctld.log" "$RUN/log/slurmd.log" >&2 || true
+        squeue >&2 || true
+        tail -n 20 "$RUN/log/slurmctld.log" "$RUN/log/slurmd.log" >&2 || true
         exit 1
     fi
     log "up in $((SECONDS - t0)) s: $(sinfo -h -o '%P %D %T %G' | tr '\n' ' ')"
 }
 
+cancel_all_jobs() {
+    local jobs
+    jobs=$(squeue -h -o %i 2>/dev/null) || return 0
+    [ -n "$jobs" ] || return 0
+    log "cancelling jobs: $(echo $jobs)"
+    # shellcheck disable=SC2086
+    scancel $jobs 2>/dev/null || true
+    wait_for 30 "the cancelled jobs to end" sh -c '[ -z "$(squeue -h -o %i)" ]' || true
+}
+
 stop() {
+    # Stop with an empty queue, so that the next start has nothing to recover.
+    if scontrol ping >/dev/null 2>&1; then cancel_all_jobs; fi
     for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
         local pidfile="$RUN/pids/$daemon.pid" pid
         pid=$(cat "$pidfile" 2>/dev/null) || continue
