@@ -45,6 +45,9 @@ def evaluate(
     from common.launch import adapt_to_device
     from common.metric import metrics_document  # also registers StudyIoUMetric
 
+    from common.run_files import check_checkpoint
+
+    check_checkpoint(checkpoint)  # MMEngine's loader would fail naming no file
     cfg = Config.fromfile(str(config_path))
     work_dir = Path(tempfile.mkdtemp(prefix="evaluate-", dir=scratch))
     try:

@@ -30,10 +30,12 @@ def main(snakemake) -> None:
     import torch
 
     from common.jobs import atomic_path, start_log
+    from common.run_files import check_checkpoint
 
     start_log(snakemake)
     source = Path(snakemake.input.checkpoint)
     init = snakemake.params.init_from
+    check_checkpoint(source)
     checkpoint = torch.load(source, map_location="cpu")
     state_dict = checkpoint.get("state_dict", checkpoint)
     kept, skipped = select(state_dict, init["heads"])

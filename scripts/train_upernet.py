@@ -4,7 +4,9 @@ One process per GPU of the job: a single one in-process, several through
 ``srun`` + MMEngine's ``slurm`` launcher inside a SLURM allocation with enough
 tasks, otherwise through ``torchrun``.  The job's outputs are written only
 after training finished: ``final.pth`` (weights + meta), ``history.csv`` and
-``attempts.tsv`` (every attempt and its seconds).  One trainer per run: the job
+``attempts.tsv`` (every attempt and its seconds); a run that finished before with
+the same config and code gets them back from its work dir, without training
+(common/work_dir.py).  Every job's log is kept under ``train-logs/``.  One trainer per run: the job
 holds ``<work_dir>.lock`` while it trains (see common/run_lock.py), and stops
 when the Snakemake process that started it is gone.
 
@@ -149,9 +151,12 @@ def run_job(
     log_file,
     threads: int = 1,
     where: str = "",
+    code: str | None = None,
+    kept_log: Path | None = None,
 ) -> None:
     """What the Snakemake job does: hold the run's lock, set up the work dir and
-    record the attempt, train (one or more processes), then export."""
+    record the attempt, train (one or more processes), then export.  A run that
+    finished with the same config and ``code`` is only exported again."""
     import shutil
 
     import torch
@@ -161,18 +166,21 @@ def run_job(
     from common.jobs import sha256_text
     from common.launch import cpu_threads, free_port
     from common.run_lock import run_lock
-    from common.work_dir import AttemptClock, export_final, mark_finished, prepare_work_dir
+    from common.work_dir import NONFINITE, AttemptClock, export_final, mark_finished, prepare_work_dir
 
     cfg = Config.fromfile(str(config_path))
     processes, max_epochs = int(cfg.get("gpus", 1)), cfg.max_epochs
     log_training_set(cfg)
-    with run_lock(work_dir):
-        latest = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()))
-        clock = AttemptClock(work_dir, where, latest)
+    with run_lock(work_dir, log_file=kept_log):
+        start = prepare_work_dir(work_dir, sha256_text(Path(config_path).read_text()), code)
+        latest = start.latest
+        clock = AttemptClock(work_dir, where, latest, start=f"restores {Path(latest).name}" if start.restore else None)
         status = "failed"
         try:
             threads = cpu_threads(threads)
-            if processes == 1:
+            if start.restore:
+                pass
+            elif processes == 1:
                 torch.set_num_threads(threads)
                 log.info("%d CPU thread(s)", threads)
                 train(config_path, work_dir, cfg=cfg, prepared=True)
@@ -188,21 +196,44 @@ def run_job(
                 run_children(command, env, log_file)
             export_final(work_dir, outputs["checkpoint"], max_epochs)
             write_history(history_from_scalars(work_dir), outputs["history"])
-            status = "finished"
+            status = "restored" if start.restore else "finished"
         except BaseException as error:
             # Terminated can surface as another exception (a library that wraps what it
             # caught while building a module, say): the signal decides
             if isinstance(error, Terminated) or _SIGNALLED:
                 status = "terminated"
+            elif (Path(work_dir) / NONFINITE).exists():
+                status = "non-finite loss"
             raise
         finally:
             clock.finish(status)
         shutil.copyfile(clock.path, outputs["attempts"])
         mark_finished(work_dir, outputs["checkpoint"])
+    training = [row for row in clock.rows if row["status"] != "restored"]
     log.info(
-        "run finished: %s, %s; %d attempt(s), %.4f h of training in all",
-        outputs["checkpoint"], outputs["history"], len(clock.rows), clock.total_seconds() / 3600,
+        "run %s: %s, %s; %d training attempt(s), %.4f h of training in all",
+        status, outputs["checkpoint"], outputs["history"], len(training),
+        sum(row["seconds"] for row in training) / 3600,
     )  # fmt: skip
+
+
+def keep_job_log(log_path: Path, job: str) -> Path | None:
+    """A second name for this job's log under ``train-logs/``, which no later job empties.
+
+    Snakemake removes a job's log file before each job of the rule for the run (a
+    retry, or a second trainer that the run lock will refuse): the lines of this
+    job live on under the hard link.
+    """
+    folder = Path(log_path).parent / "train-logs"
+    kept = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{job}.log"
+    try:
+        folder.mkdir(exist_ok=True)
+        os.link(log_path, kept)
+    except OSError as error:
+        log.warning("this job's log is only %s (no second name in %s: %s)", log_path, folder, error)
+        return None
+    log.info("this job's log is also %s (kept whatever later jobs of this run do)", kept)
+    return kept
 
 
 def log_training_set(cfg) -> None:
@@ -236,13 +267,19 @@ def main(snakemake) -> None:
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     stop_with_parent()
-    # Snakemake empties the log before each attempt: attempts.tsv in the work dir keeps them all.
+    # Snakemake removes the log before each job: every job's log is kept under train-logs/
+    # too, and attempts.tsv in the work dir keeps every attempt's hours.
     log_file = start_log(snakemake, stdout=True)
-    where = job_where(slurm_job())
+    slurm = slurm_job()
+    where = job_where(slurm)
+    limit = snakemake.config.get("estimates", {}).get("partition_time_limit")
     log.info(
-        "---- job %s starts (attempt %d): %s; runtime request %s min",
+        "---- job %s starts (attempt %d): %s; runtime request %s min (the epochs left after the "
+        "checkpoint it resumes from, with a margin; %s)",
         snakemake.rule, snakemake.resources.attempt, where, snakemake.resources.get("runtime"),
+        f"at most estimates.partition_time_limit, {limit} min" if limit else "no estimates.partition_time_limit",
     )  # fmt: skip
+    kept = keep_job_log(Path(snakemake.log[0]), f"job{slurm['job_id']}" if slurm else f"pid{os.getpid()}")
     run_job(
         Path(snakemake.input.config),
         Path(snakemake.params.work_dir),
@@ -251,6 +288,8 @@ def main(snakemake) -> None:
         log_file,
         snakemake.threads,
         where,
+        snakemake.params.code,
+        kept,
     )
 
 

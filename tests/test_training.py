@@ -253,19 +253,31 @@ def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(
     assert f"starts (attempt 1): host {socket.gethostname()}" in log
     attempts = read_attempts(out / "attempts.tsv")
     assert [(a["attempt"], a["start"]) for a in attempts] == [(1, "epoch 0"), (2, "resumes epoch_2.pth")]
-    assert [a["status"] for a in attempts] == ["running", "finished"]  # the first was killed
+    assert [a["status"] for a in attempts] == ["killed", "finished"]  # the first was SIGKILLed
     rows = history(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(r["mIoU"] for r in rows), rows
 
 
-def test_diverging_loss_stops_the_run_without_metrics(workflow_copy):
+def test_diverging_loss_stops_the_run_without_metrics_and_is_not_retried(workflow_copy):
     config = one_run_config(workflow_copy, "nan", 2, base_lr=1.0e8)
-    result = run_snakemake(workflow_copy, "results/demo/runs/voc/e2-s0/metrics.json", "--cores", "2", "--configfile", config)
+    target = "results/demo/runs/voc/e2-s0/metrics.json"
+    # the cluster profile retries failed jobs twice: a non-finite loss would come back each time
+    result = run_snakemake(workflow_copy, target, "--cores", "2", "--retries", "2", "--configfile", config)
     assert result.returncode != 0
     out = workflow_copy / "results/demo/runs/voc/e2-s0"
-    log = (out / "train.log").read_text()
-    assert re.search(r"FloatingPointError: loss is (nan|inf|-inf) at epoch \d+, iteration \d+", log)
+    logs = sorted((out / "train-logs").glob("*.log"))
+    assert len(logs) == 3, logs  # the first attempt and two retries
+    first = logs[0].read_text()
+    loss = re.search(r"FloatingPointError: (loss is (nan|inf|-inf) at epoch \d+, iteration \d+)", first)
+    assert loss, first[-3000:]
+    for retry in logs[1:]:  # fail at once, naming the first failure, without training
+        text = retry.read_text()
+        assert f"this run stopped on a non-finite loss on " in text and f"({loss.group(1)})" in text, text[-3000:]
+        assert "Epoch(train)" not in text and "attempt 2 of this run" not in text
+    assert (out / "train.log").read_text() == logs[-1].read_text()
+    attempts = read_attempts(workflow_copy / "results/demo/work/voc/e2-s0/attempts.tsv")
+    assert [a["status"] for a in attempts] == ["non-finite loss"]
     assert not (out / "final.pth").exists() and not (out / "metrics.json").exists()
 
 

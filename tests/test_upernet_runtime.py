@@ -16,17 +16,21 @@ from common.hooks import NonFiniteLossHook, RngStateHook
 from common.launch import adapt_to_device
 from common.metric import StudyIoUMetric
 from common.mmseg_config import PRETRAINED_URLS, pretrained_mirrors
-from common.work_dir import prepare_work_dir
+from common.run_files import read_attempts
+from common.work_dir import AttemptClock, NonFiniteBefore, mark_finished, prepare_work_dir, write_nonfinite
 from fetch_pretrained import fetch
 from mmseg.evaluation.metrics import IoUMetric
 
 
-def test_non_finite_loss_stops_training_with_a_clear_error():
-    hook, runner = NonFiniteLossHook(), SimpleNamespace(epoch=2, iter=41)
+def test_non_finite_loss_stops_training_with_a_clear_error(tmp_path):
+    hook, runner = NonFiniteLossHook(), SimpleNamespace(epoch=2, iter=41, work_dir=str(tmp_path))
     hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(1.5)})
+    assert not (tmp_path / "nonfinite").exists()
     for bad in (float("nan"), float("inf")):
         with pytest.raises(FloatingPointError, match=r"at epoch 3, iteration 42.*no metrics are written"):
             hook.after_train_iter(runner, 0, outputs={"loss": torch.tensor(bad)})
+        # recorded for the next attempt (see test_a_non_finite_loss_is_not_tried_again_with_the_same_config)
+        assert json.loads((tmp_path / "nonfinite").read_text())["message"] == f"loss is {bad} at epoch 3, iteration 42"
 
 
 def test_rng_states_travel_with_the_checkpoint():
@@ -79,11 +83,68 @@ def test_history_merges_attempts_and_averages_the_epoch_loss(tmp_path):
 
 def test_changed_config_sets_the_old_work_dir_aside(tmp_path):
     work = tmp_path / "work"
-    assert prepare_work_dir(work, "a" * 64) is None
+    assert prepare_work_dir(work, "a" * 64).latest is None
     (work / "epoch_1.pth").write_bytes(b"old")
-    assert prepare_work_dir(work, "b" * 64) is None
+    assert prepare_work_dir(work, "b" * 64).latest is None
     assert (tmp_path / "work.old-1" / "epoch_1.pth").exists()
     assert (work / "config.sha256").read_text().strip() == "b" * 64
+
+
+def finished_work_dir(work, config="a" * 64, code="c1"):
+    """A work dir as a finished run leaves it: two attempts, the last checkpoint, `finished`."""
+    assert prepare_work_dir(work, config, code).latest is None
+    (work / "epoch_2.pth").write_bytes(b"weights")
+    (work / "last_checkpoint").write_text(str(work / "epoch_2.pth"))
+    (work / "attempts.tsv").write_text(
+        "attempt\tstarted\tseconds\tstatus\twhere\tstart\n"
+        "1\t2026-01-01 00:00:00\t300.0\tterminated\tSLURM job 7 on n1\tepoch 0\n"
+        "2\t2026-01-01 01:00:00\t60.5\tfinished\tSLURM job 9 on n2\tresumes epoch_1.pth\n"
+    )
+    mark_finished(work, work.parent / "final.pth")
+
+
+def test_a_finished_run_of_the_same_config_and_code_is_restored_not_retrained(tmp_path):
+    work = tmp_path / "work"
+    finished_work_dir(work)
+    start = prepare_work_dir(work, "a" * 64, "c1")
+    assert start.restore and start.latest == str(work / "epoch_2.pth")
+    assert not (tmp_path / "work.old-1").exists() and (work / "epoch_2.pth").exists()
+
+
+@pytest.mark.parametrize("config, code", [("b" * 64, "c1"), ("a" * 64, "c2"), ("a" * 64, None)])
+def test_a_finished_run_retrained_keeps_the_earlier_attempts_on_record(tmp_path, config, code):
+    work = tmp_path / "work"
+    finished_work_dir(work)
+    start = prepare_work_dir(work, config, code)
+    assert not start.restore and start.latest is None
+    assert (tmp_path / "work.old-1" / "epoch_2.pth").exists()
+    carried = read_attempts(work / "attempts.tsv")
+    assert [(a["attempt"], a["seconds"]) for a in carried] == [(1, 300.0), (2, 60.5)]
+    assert [a["status"] for a in carried] == ["terminated, set aside as work.old-1", "finished, set aside as work.old-1"]
+    clock = AttemptClock(work, "host h", None)
+    clock.finish("finished")
+    assert [a["attempt"] for a in read_attempts(work / "attempts.tsv")] == [1, 2, 3]
+    assert clock.total_seconds() >= 360.5
+
+
+def test_an_attempt_left_running_is_marked_killed_by_the_next(tmp_path):
+    work = tmp_path / "work"
+    prepare_work_dir(work, "a" * 64, "c1")
+    first = AttemptClock(work, "host h", None)
+    first._stop.set()  # SIGKILL: the row stays "running"
+    second = AttemptClock(work, "host h", None)
+    second.finish("finished")
+    assert [a["status"] for a in read_attempts(work / "attempts.tsv")] == ["killed", "finished"]
+
+
+def test_a_non_finite_loss_is_not_tried_again_with_the_same_config(tmp_path):
+    work = tmp_path / "work"
+    prepare_work_dir(work, "a" * 64, "c1")
+    write_nonfinite(work, "loss is nan at epoch 3, iteration 17")
+    with pytest.raises(NonFiniteBefore, match=r"stopped on a non-finite loss .* \(loss is nan at epoch 3, iteration 17\)"):
+        prepare_work_dir(work, "a" * 64, "c2")  # other code: the same config still diverges
+    assert prepare_work_dir(work, "b" * 64, "c1").latest is None  # another config starts afresh
+    assert (tmp_path / "work.old-1" / "nonfinite").exists() and not (work / "nonfinite").exists()
 
 
 def sample(pred, label, name):

@@ -1,6 +1,7 @@
 """MMEngine hooks the training job registers around the Runner.
 
-* a non-finite loss stops training with a clear error;
+* a non-finite loss stops training with a clear error (and is recorded: a
+  retry of the same config fails at once);
 * checkpoints also carry the RNG states, restored on resume;
 * a resumed run first validates the epoch whose checkpoint was saved but
   whose validation was cut short, so the learning curve has no holes.
@@ -15,6 +16,7 @@ import torch
 from mmengine.hooks import Hook
 
 from common.history import history_from_scalars
+from common.work_dir import write_nonfinite
 
 
 class NonFiniteLossHook(Hook):
@@ -27,9 +29,11 @@ class NonFiniteLossHook(Hook):
         if isinstance(loss, torch.Tensor):
             loss = loss.detach()  # float() of a tensor that needs grad warns (torch >= 2.6)
         if loss is not None and not math.isfinite(float(loss)):
+            message = f"loss is {float(loss)} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}"
+            # a retry of the same config would stop here again: the next attempt reads this and fails at once
+            write_nonfinite(Path(runner.work_dir), message)
             raise FloatingPointError(
-                f"loss is {float(loss)} at epoch {runner.epoch + 1}, iteration {runner.iter + 1}: "
-                "training stopped (lower the learning rate?); no metrics are written for this run"
+                f"{message}: training stopped (lower the learning rate?); no metrics are written for this run"
             )
 
 

@@ -108,6 +108,26 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
+def check_checkpoint(path: Path) -> None:
+    """A RunFileError naming a checkpoint (final.pth, epoch_N.pth) that is cut short or
+    damaged, before torch reads it ("PytorchStreamReader failed reading zip archive"
+    names no file). torch.save writes a zip archive: its members' CRCs are checked."""
+    path = Path(path)
+    fix = (
+        f"delete it and run the workflow again (a finished run's final.pth is restored "
+        f"from its work dir in seconds)" if path.name == "final.pth" else "delete it"
+    )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise RunFileError(f"{path}: not a readable PyTorch checkpoint, cut short or damaged ({error}); {fix}") from None
+    if bad is not None:
+        raise RunFileError(f"{path}: damaged (the CRC of its member {bad} does not match); {fix}")
+
+
 def read_attempts(path: Path) -> list[dict]:
     """attempts.tsv of a training run: every attempt and the seconds it ran."""
     rows = list(csv.DictReader(_text(path).splitlines(), delimiter="\t"))

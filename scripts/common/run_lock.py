@@ -97,8 +97,11 @@ def _read(path: Path) -> dict | None:
 
 
 @contextmanager
-def run_lock(work_dir: Path):
-    """Hold the lock of ``work_dir`` for the block; RunLockHeld if a live trainer has it."""
+def run_lock(work_dir: Path, log_file: Path | None = None):
+    """Hold the lock of ``work_dir`` for the block; RunLockHeld if a live trainer has it.
+
+    ``log_file``: where the holder's log is, for the refusal of a second trainer.
+    """
     path = lock_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     me = {
@@ -107,6 +110,8 @@ def run_lock(work_dir: Path):
         "slurm_job": os.environ.get("SLURM_JOB_ID"),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if log_file is not None:
+        me["log"] = str(log_file)
     with open(f"{path}.guard", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
@@ -114,8 +119,9 @@ def run_lock(work_dir: Path):
             if holder is not None:
                 gone = holder_gone(holder) if holder else "its lock file is unreadable"
                 if gone is None:
+                    its_log = f"; its log: {holder['log']}" if holder.get("log") else ""
                     raise RunLockHeld(
-                        f"{work_dir} is already being trained by {describe(holder)} (lock {path}). "
+                        f"{work_dir} is already being trained by {describe(holder)} (lock {path}{its_log}). "
                         f"Wait for it, or cancel it; if you know it is gone, remove {path}."
                     )
                 log.warning("taking over the lock %s of %s: %s", path, describe(holder), gone)
