@@ -13,12 +13,12 @@ from pathlib import Path
 
 from common.attribution import part_text, run_name, sentence
 from common.jobs import markdown_table, start_log, write_csv, write_text
-from common.stats import decimals_for, group_per_image, paired_bootstrap
+from common.stats import decimals_for, group_per_image, paired_bootstrap, precision_note, unsettled
 
 log = logging.getLogger("attribution")
 
 COLUMNS = ["part", "measured", "from", "to", "from_mIoU", "to_mIoU", "change", "low", "high",
-           "mc_error", "seeds_from", "seeds_to", "question", "to_measure"]  # fmt: skip
+           "mc_error", "low_mc_error", "high_mc_error", "seeds_from", "seeds_to", "question", "to_measure"]  # fmt: skip
 
 
 def attribute(parts: list[dict], groups: dict, bootstrap: dict) -> list[dict]:
@@ -49,6 +49,8 @@ def attribute(parts: list[dict], groups: dict, bootstrap: dict) -> list[dict]:
                 "low": 100 * float(result["miou_change_low"]),
                 "high": 100 * float(result["miou_change_high"]),
                 "mc_error": 100 * max(float(result["miou_change_low_error"]), float(result["miou_change_high_error"])),
+                "low_mc_error": 100 * float(result["miou_change_low_error"]),
+                "high_mc_error": 100 * float(result["miou_change_high_error"]),
                 "seeds_from": len(a),
                 "seeds_to": len(b),
             }
@@ -59,7 +61,9 @@ def attribute(parts: list[dict], groups: dict, bootstrap: dict) -> list[dict]:
 
 def markdown(rows: list[dict], confidence: float) -> str:
     measured = [r for r in rows if r["measured"]]
-    decimals = decimals_for(max((r["mc_error"] for r in measured), default=0.0))
+    error = max((r["mc_error"] for r in measured), default=0.0)
+    decimals = decimals_for(error)
+    marked = sum(unsettled(r.get(key), decimals) for r in measured for key in ("low_mc_error", "high_mc_error"))
     table = []
     for r in rows:
         table.append(
@@ -78,7 +82,8 @@ def markdown(rows: list[dict], confidence: float) -> str:
         + f"\nmIoU change on VOC val in points (to − from), mean over seeds, with its {confidence:.0%} "
         "paired bootstrap interval over val images and seeds († includes 0). Each part compares two "
         "runs that differ in that one thing; the parts are measured at their own budgets and are not "
-        "a decomposition that adds up to the total.\n"
+        "a decomposition that adds up to the total."
+        + (f" {precision_note(error, decimals, marked)}\n" if measured else "\n")
     )
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from common.jobs import start_log, write_csv, write_text
-from common.stats import align, decimals_for, improvement_sentence, paired_bootstrap
+from common.stats import (
+    align, bound_text, decimals_for, improvement_sentence, paired_bootstrap, plain, precision_note, signed, unsettled,
+)
 from common.run_files import read_per_image
 from common.subsets import budget_key, describe_budget
 from common.voc import CLASSES
@@ -60,6 +62,7 @@ def table_columns(compare, epochs, published: dict | None = None) -> list[str]:
             if variant in (published or {}).get(e, {}):
                 columns.append(f"{variant} {e} published")
         columns += [f"change {e}", f"change {e} low", f"change {e} high", f"change {e} mc error"]
+        columns += [f"change {e} low mc error", f"change {e} high mc error"]
     return columns
 
 
@@ -77,13 +80,13 @@ def table_rows(results: dict[str, dict], compare) -> list[dict]:
     rows = []
     for index, name in enumerate([*CLASSES, "mIoU"]):
         row = {"class": name}
+        keys = ("baseline", "other", "change", "change_low", "change_high", "change_low_error", "change_high_error")
         for e, result in results.items():
             if name == "mIoU":
-                values = {k: result[f"miou_{k}"] for k in ("baseline", "other", "change", "change_low", "change_high")}
-                values["mc_error"] = max(result["miou_change_low_error"], result["miou_change_high_error"])
+                values = {k: result[f"miou_{k}"] for k in keys}
             else:
-                values = {k: result[k][index] for k in ("baseline", "other", "change", "change_low", "change_high")}
-                values["mc_error"] = max(result["change_low_error"][index], result["change_high_error"][index])
+                values = {k: result[k][index] for k in keys}
+            values["mc_error"] = max(values["change_low_error"], values["change_high_error"])
             row.update(
                 {
                     f"{baseline} {e}": values["baseline"],
@@ -92,17 +95,18 @@ def table_rows(results: dict[str, dict], compare) -> list[dict]:
                     f"change {e} low": values["change_low"],
                     f"change {e} high": values["change_high"],
                     f"change {e} mc error": values["mc_error"],
+                    f"change {e} low mc error": values["change_low_error"],
+                    f"change {e} high mc error": values["change_high_error"],
                 }
             )
         rows.append(row)
     return rows
 
 
-def _number(value, decimals: int, signed=False) -> str:
+def _number(value, decimals: int, sign=False) -> str:
     if value is None or np.isnan(value):
         return ""
-    value = round(float(value), decimals) + 0.0  # no "-0"
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    return (signed if sign else plain)(value, decimals)
 
 
 ERROR_KEYS = ("change_low_error", "change_high_error", "miou_change_low_error", "miou_change_high_error")
@@ -119,8 +123,9 @@ def table_precision(results: dict[str, dict]) -> tuple[float, int]:
     return error, decimals_for(error)
 
 
-def footnote(results: dict[str, dict], compare, confidence: float) -> str:
-    """How the intervals were made and how far their digits can be trusted."""
+def footnote(results: dict[str, dict], compare, confidence: float, marked: int = 0) -> str:
+    """How the intervals were made and how far their digits can be trusted (``marked``:
+    the bounds printed with the mark of an unsettled last digit)."""
     baseline, other = compare
     error, decimals = table_precision(results)
     first = next(iter(results.values()), None)
@@ -137,11 +142,7 @@ def footnote(results: dict[str, dict], compare, confidence: float) -> str:
             "; with several seeds, the value is the mean over seeds and each resample also draws "
             "each variant's seeds with replacement, so the interval covers seed and image variation"
         )
-    text += (
-        f". {'/'.join(f'{r:,}' for r in resamples)} resamples: the Monte Carlo standard error of "
-        f"every printed bound is at most {error:.2g} points, so values are printed with {decimals} "
-        f"decimal{'s' if decimals != 1 else ''}. "
-    )
+    text += f". {'/'.join(f'{r:,}' for r in resamples)} resamples. {precision_note(error, decimals, marked)} "
     left_out = {
         CLASSES[i]: float(np.max([r["left_out"][i] for r in results.values()])) for i in range(len(CLASSES))
     }
@@ -172,13 +173,16 @@ def markdown(
                 header.append(f"{variant} {e} (published)")
         header.append(f"change {e} [{confidence:.0%} CI]")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    marked = 0
     for row in rows:
         cells = [row["class"]]
         for e in results:
             low, high = row[f"change {e} low"], row[f"change {e} high"]
-            change = _number(row[f"change {e}"], decimals, signed=True)
+            change = _number(row[f"change {e}"], decimals, sign=True)
             if low is not None and not np.isnan(low):
-                bounds = f"{_number(low, decimals, True)}, {_number(high, decimals, True)}"
+                errors = (row.get(f"change {e} low mc error"), row.get(f"change {e} high mc error"))
+                marked += sum(unsettled(x, decimals) for x in errors)
+                bounds = f"{bound_text(low, errors[0], decimals)}, {bound_text(high, errors[1], decimals)}"
                 change += f" [{bounds}]" + (" †" if low <= 0 <= high else "")
             for variant in compare:
                 cells.append(_number(row[f"{variant} {e}"], decimals))
@@ -192,7 +196,7 @@ def markdown(
     for e, by_variant in published.items():
         for variant, (name, _) in by_variant.items():
             text += f"- {variant} {e} (published): {name} (report.references).\n"
-    text += "\n" + footnote(results, compare, confidence)
+    text += "\n" + footnote(results, compare, confidence, marked)
     return text
 
 

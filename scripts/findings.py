@@ -17,7 +17,7 @@ import numpy as np
 from common.attribution import sentence as attribution_sentence
 from common.jobs import start_log, write_text
 from common.subsets import describe_budget, longest_budget, table_budgets
-from common.stats import decimals_for
+from common.stats import MARK, decimals_for, interval_text, signed
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -29,13 +29,15 @@ def number(text) -> float:
     return float(text) if text not in ("", None) else np.nan
 
 
-def signed(value: float, decimals: int) -> str:
-    return f"{round(value, decimals) + 0.0:+.{decimals}f}"
-
-
-def interval(value: float, low: float, high: float, decimals: int) -> str:
-    text = f"{signed(value, decimals)} [{signed(low, decimals)}, {signed(high, decimals)}]"
+def interval(value: float, low: float, high: float, decimals: int, errors=(None, None)) -> str:
+    """``+3 [+1, +5‡]``; ``errors``: the Monte Carlo error of each bound (MARK where too large)."""
+    text = interval_text(value, low, high, decimals, errors)
     return text + (" (interval includes 0)" if low <= 0 <= high else "")
+
+
+def bound_errors(row: dict, low: str, high: str) -> tuple[float, float]:
+    """The two bounds' Monte Carlo errors from a table's columns (NaN where it has none)."""
+    return number(row.get(low)), number(row.get(high))
 
 
 def per_class_findings(rows: list[dict], compare, confidence: float, agreement: dict[str, float]) -> list[str]:
@@ -46,10 +48,12 @@ def per_class_findings(rows: list[dict], compare, confidence: float, agreement: 
     errors = [number(r[f"change {e} mc error"]) for r in rows for e in epochs]
     decimals = decimals_for(max((x for x in errors if not np.isnan(x)), default=0.0))
     miou = next(r for r in rows if r["class"] == "mIoU")
-    changes = "; ".join(
-        f"{describe_budget(e)}: {interval(*(number(miou[f'change {e}{s}']) for s in ('', ' low', ' high')), decimals)}"
-        for e in epochs
-    )
+
+    def change(row, e):
+        values = (number(row[f"change {e}{s}"]) for s in ("", " low", " high"))
+        return interval(*values, decimals, bound_errors(row, f"change {e} low mc error", f"change {e} high mc error"))
+
+    changes = "; ".join(f"{describe_budget(e)}: {change(miou, e)}" for e in epochs)
     lines = [
         f"- **mIoU change, {other} − {baseline}** (points, {confidence:.0%} bootstrap interval "
         f"over val images and seeds): {changes}."
@@ -59,10 +63,9 @@ def per_class_findings(rows: list[dict], compare, confidence: float, agreement: 
     largest = sorted(classes, key=lambda r: -abs(number(r[f"change {longest}"])))[:3]
     parts = []
     for row in largest:
-        change = interval(*(number(row[f"change {longest}{s}"]) for s in ("", " low", " high")), decimals)
         share = agreement.get(row["class"])
         agree = f"SBD–VOC label agreement {share:.0f}%" if share is not None else "agreement not measured"
-        parts.append(f"``{row['class']}`` {change} ({agree})")
+        parts.append(f"``{row['class']}`` {change(row, longest)} ({agree})")
     lines.append(f"- **Largest per-class changes** at {describe_budget(longest)}: " + "; ".join(parts) + ".")
     return lines
 
@@ -83,7 +86,11 @@ def generalization_findings(rows: list[dict]) -> list[str]:
     parts = []
     for variant, row in longest.items():
         values = ", ".join(
-            f"{gap[4:]} {interval(number(row[gap]), number(row[f'{gap} low']), number(row[f'{gap} high']), decimals)}"
+            f"{gap[4:]} "
+            + interval(
+                number(row[gap]), number(row[f"{gap} low"]), number(row[f"{gap} high"]), decimals,
+                bound_errors(row, f"mc error {gap} low", f"mc error {gap} high"),
+            )  # fmt: skip
             for gap in gaps
         )
         parts.append(f"{variant} ({describe_budget(row['budget'])}): {values}")
@@ -110,7 +117,7 @@ def reference_findings(rows: list[dict]) -> list[str]:
         far = " — far below" if any(r["reference_flag"] for r in runs) else ""
         parts.append(
             f"{variant} ({describe_budget(budget)}{seeds}): {mean:.1f} against {reference:g} for {first['reference']} "
-            f"({mean - reference:+.1f}{far}; differs in {first['reference_differs']})"
+            f"({signed(mean - reference, 1)}{far}; differs in {first['reference_differs']})"
         )
     flagged = sum(1 for runs in groups.values() if any(r["reference_flag"] for r in runs))
     verdict = (
@@ -131,7 +138,7 @@ def attribution_findings(rows: list[dict]) -> list[str]:
         return []
     for row in rows:
         row["measured"] = row["measured"] == "True"
-        for key in ("change", "low", "high", "mc_error"):
+        for key in ("change", "low", "high", "mc_error", "low_mc_error", "high_mc_error"):
             row[key] = number(row.get(key))
     return [f"- **What moved the numbers**: {attribution_sentence(rows)}"]
 
@@ -151,6 +158,11 @@ def findings(
         lines += reference_findings(read_rows(summary))
     if attribution is not None:
         lines += attribution_findings(read_rows(attribution))
+    if any(MARK in line for line in lines):
+        lines.append(
+            f"- {MARK}: a bound whose Monte Carlo error is above half a unit of its last printed digit, so "
+            "that digit is not settled (each table's footnote gives the error)."
+        )
     return "Findings\n========\n\n" + "\n".join(lines) + "\n\n"
 
 

@@ -17,12 +17,13 @@ import numpy as np
 
 from common.jobs import markdown_table, start_log, write_csv, write_text
 from common.run_files import read_history
-from common.stats import decimals_for, group_per_image, paired_bootstrap
+from common.stats import decimals_for, group_per_image, interval_text, paired_bootstrap, precision_note, unsettled
 
 log = logging.getLogger("finetune")
 
 COLUMNS = ["dataset", "budget", "scratch", "finetuned", "init_from", "seeds", "scratch_mIoU", "finetuned_mIoU",
-           "change", "low", "high", "mc_error", "scratch_epoch1", "finetuned_epoch1", "epochs", "reaches_scratch_at"]  # fmt: skip
+           "change", "low", "high", "mc_error", "low_mc_error", "high_mc_error", "scratch_epoch1", "finetuned_epoch1",
+           "epochs", "reaches_scratch_at"]  # fmt: skip
 
 
 def mean_curves(runs: list[dict], paths: list) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
@@ -65,6 +66,8 @@ def compare(pairs: list[dict], groups: dict, curves: dict, bootstrap: dict) -> l
                 "low": 100 * float(result["miou_change_low"]),
                 "high": 100 * float(result["miou_change_high"]),
                 "mc_error": 100 * max(float(result["miou_change_low_error"]), float(result["miou_change_high_error"])),
+                "low_mc_error": 100 * float(result["miou_change_low_error"]),
+                "high_mc_error": 100 * float(result["miou_change_high_error"]),
                 "scratch_epoch1": curves[scratch][1][0],
                 "finetuned_epoch1": curves[tuned][1][0],
                 "epochs": curves[tuned][0][-1],
@@ -76,28 +79,32 @@ def compare(pairs: list[dict], groups: dict, curves: dict, bootstrap: dict) -> l
 
 
 def markdown(rows: list[dict], confidence: float, missing: list[str]) -> str:
-    decimals = decimals_for(max((r["mc_error"] for r in rows), default=0.0))
+    error = max((r["mc_error"] for r in rows), default=0.0)
+    decimals = decimals_for(error)
     f = f".{decimals}f"
+    errors = [(r.get("low_mc_error"), r.get("high_mc_error")) for r in rows]
+    marked = sum(unsettled(e, decimals) for pair in errors for e in pair)
     table = [
         {
             "dataset": r["dataset"], "budget": r["budget"], "from zero": r["scratch"],
             "fine-tuned": f"{r['finetuned']} (from {r['init_from']})", "seeds": r["seeds"],
             "mIoU from zero": format(r["scratch_mIoU"], f), "mIoU fine-tuned": format(r["finetuned_mIoU"], f),
-            "change": f"{r['change']:+{f}} [{r['low']:+{f}}, {r['high']:+{f}}]"
+            "change": interval_text(r["change"], r["low"], r["high"], decimals, pair)
             + (" †" if r["low"] <= 0 <= r["high"] else ""),
             "after epoch 1": f"{r['scratch_epoch1']:.1f} → {r['finetuned_epoch1']:.1f}",
             "reaches from-zero's final": "never" if r["reaches_scratch_at"] is None
             else f"epoch {r['reaches_scratch_at']} of {r['epochs']}",
         }
-        for r in rows
+        for r, pair in zip(rows, errors)
     ]  # fmt: skip
     text = markdown_table(list(table[0]) if table else ["dataset"], table)
     text += (
         f"\nmIoU on each dataset's val list in points, mean over seeds; change = fine-tuned − from zero "
         f"with its {confidence:.0%} paired bootstrap interval over val images and seeds († includes 0). "
         "After epoch 1 and reaches: val mIoU of the training log (mean over seeds), how much sooner "
-        "fine-tuning gets there.\n"
+        "fine-tuning gets there."
     )
+    text += f" {precision_note(error, decimals, marked)}\n" if rows else "\n"
     return text + "".join(f"\n{line}\n" for line in missing)
 
 

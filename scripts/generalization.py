@@ -17,7 +17,7 @@ import numpy as np
 
 from common.jobs import start_log, write_csv, write_text
 from common.run_files import read_per_image
-from common.stats import align, decimals_for, set_bootstrap
+from common.stats import align, decimals_for, interval_text, precision_note, set_bootstrap, unsettled
 from common.subsets import budget_key
 
 log = logging.getLogger("generalization")
@@ -68,7 +68,10 @@ def measure(groups, bootstrap: dict) -> list[dict]:
             row[value_column] = 100 * result[name]["value"]
             row[f"{column} low"] = 100 * result[name]["low"]
             row[f"{column} high"] = 100 * result[name]["high"]
-        row["mc error"] = 100 * result["mc_error"]
+        row["mc error"] = 100 * result["mc_error"]  # the largest of the row's bounds
+        for name, column, _ in columns:
+            row[f"mc error {column} low"] = 100 * result[name]["low_error"]
+            row[f"mc error {column} high"] = 100 * result[name]["high_error"]
         row["resamples"] = result["resamples"]
         rows.append(row)
     return rows
@@ -88,31 +91,39 @@ def markdown(rows: list[dict], confidence: float) -> str:
     decimals = decimals_for(error)
     sets = [c[: -len(" mIoU")] for c in columns_of(rows) if c.endswith(" mIoU")]
     gaps = [c for c in columns_of(rows) if c.startswith("gap ") and not c.endswith((" low", " high"))]
+    sizes = {s: {row.get(f"{s} images") for row in rows} for s in sets}
+    varying = [s for s in sets if len(sizes[s]) > 1]  # e.g. a sample capped by a short training list
+    marked = 0
 
-    def cell(row, column, value_column, signed=False):
+    def cell(row, column, value_column, sign=False):
+        nonlocal marked
         if value_column not in row or row[value_column] is None or np.isnan(row[value_column]):
             return ""
-        f = f"{{:{'+' if signed else ''}.{decimals}f}}"
-        fix = lambda v: round(float(v), decimals) + 0.0  # noqa: E731 (no "-0")
-        return f"{f.format(fix(row[value_column]))} [{f.format(fix(row[f'{column} low']))}, {f.format(fix(row[f'{column} high']))}]"
+        errors = (row.get(f"mc error {column} low"), row.get(f"mc error {column} high"))
+        marked += sum(unsettled(e, decimals) for e in errors)
+        values = (row[value_column], row[f"{column} low"], row[f"{column} high"])
+        return interval_text(*values, decimals, errors, sign=sign)
 
-    header = ["variant", "budget", "seeds", *(f"mIoU {s}" for s in sets), *gaps]
+    header = ["variant", "budget", "seeds", *(f"{s} images" for s in varying), *(f"mIoU {s}" for s in sets), *gaps]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|" + "---:|" * (len(header) - 3)]
     for row in rows:
         cells = [row["variant"], row["budget"], str(row["seeds"])]
+        cells += [str(row.get(f"{s} images", "")) for s in varying]
         cells += [cell(row, s, f"{s} mIoU") for s in sets]
-        cells += [cell(row, g, g, signed=True) for g in gaps]
+        cells += [cell(row, g, g, sign=True) for g in gaps]
         lines.append("| " + " | ".join(cells) + " |")
-    first = rows[0]
-    counts = ", ".join(f"{SET_NAMES.get(s, s)}: {first[f'{s} images']} images" for s in sets if f"{s} images" in first)
+    counts = ", ".join(
+        f"{SET_NAMES.get(s, s)}: " + (f"per row, column {s} images" if s in varying else f"{sizes[s].pop()} images")
+        for s in sets
+        if sizes[s] != {None}
+    )
     text = "\n".join(lines) + "\n\n"
     text += (
         f"mIoU in % over the classes present in each set's labels ({counts}); gaps in points "
         f"(train-val: how much better a model does on images it was trained on; val-<set>: how "
         f"much it loses on images from another source). [{confidence:.0%} percentile bootstrap "
         f"interval]: each set's images resampled on their own, and with several seeds the seeds "
-        f"too (the same seeds for every set of a resample). Monte Carlo standard error of every "
-        f"printed bound at most {error:.2g} points ({decimals} decimal{'s' if decimals != 1 else ''}).\n"
+        f"too (the same seeds for every set of a resample). {precision_note(error, decimals, marked)}\n"
     )
     return text
 

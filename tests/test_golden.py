@@ -96,6 +96,8 @@ def test_the_iou_metric_gives_the_recorded_values():
     # MMSeg's summary is rounded to two decimals; numpy 2 (NEP 50) keeps it float32, so
     # 71.18 reads 71.18000030517578 (metrics.json rounds it again: common/metric.py)
     summary = now.pop("summary")
+    unrounded = summary.pop("mIoU_unrounded")  # logged beside MMSeg's since the new stack
+    assert round(unrounded, 2) == recorded["summary"]["mIoU"] and unrounded != recorded["summary"]["mIoU"]
     assert {key: round(value, 2) for key, value in summary.items()} == recorded.pop("summary")
     assert now == recorded  # per-class IoU and Acc, per-image confusions: exactly
 

@@ -1,9 +1,10 @@
-"""Intervals trustworthy to the printed digit, seed-aware intervals, the generalization gaps."""
+"""Intervals whose printed digits their Monte Carlo error supports, seed-aware intervals, the generalization gaps."""
 
 import numpy as np
 import pytest
 
 from common.stats import (
+    at_most,
     decimals_for,
     iou_from_confusion,
     paired_bootstrap,
@@ -141,5 +142,5 @@ def test_per_class_table_prints_the_decimals_its_error_supports(tmp_path):
     background = next(line for line in text.splitlines() if line.startswith("| background"))
     value = background.split("|")[2].strip()
     assert (len(value.split(".")[1]) if "." in value else 0) == decimals
-    assert f"at most {error:.2g} points" in footnote(results, ["voc", "vocaug"], 0.95)
+    assert f"at most {at_most(error)} points" in footnote(results, ["voc", "vocaug"], 0.95)
     assert iou_from_confusion(per_image.sum(0))[0] * 100 == pytest.approx(float(value), abs=10.0**-decimals)

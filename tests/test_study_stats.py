@@ -92,3 +92,53 @@ def test_bootstrap_is_deterministic_and_averages_seeds():
         np.testing.assert_array_equal(first[key], again[key])
     expected = (iou_from_confusion(a1.sum(0)) + iou_from_confusion(a2.sum(0))) / 2
     np.testing.assert_allclose(first["baseline"], expected)
+
+
+# ---- history.csv: what the convergence epoch and the learning curves read --------------
+def write_scalars(folder, records):
+    """An attempt's MMEngine scalar log (``<timestamp>/vis_data/scalars.json``)."""
+    import json
+
+    path = folder / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_convergence_epoch_is_decided_on_the_unrounded_mIoU_the_log_keeps(tmp_path):
+    """MMSeg logs mIoU at two decimals: 49.50 >= 0.99 x 50.00 says epoch 2 converged,
+    the unrounded 49.5004 < 0.99 x 50.004 = 49.50396 says epoch 3."""
+    from common.history import history_from_scalars, read_miou_curve, write_history
+
+    curve = [(1, 30.0, 30.0012), (2, 49.5, 49.5004), (3, 50.0, 50.004)]
+    records = []
+    for epoch, rounded, unrounded in curve:
+        records.append({"lr": 0.01, "loss": 1.0, "epoch": epoch, "iter": 10 * epoch, "step": 10 * epoch})
+        records.append({"aAcc": 80.0, "mIoU": rounded, "mAcc": 60.0, "mIoU_unrounded": unrounded, "step": epoch})
+    write_scalars(tmp_path / "work/20260101_000000", records)
+    rows = history_from_scalars(tmp_path / "work")
+    assert [r["mIoU"] for r in rows] == [30.0, 49.5, 50.0]  # MMSeg's numbers, as before
+    write_history(rows, tmp_path / "history.csv")
+    epochs, miou = read_miou_curve(tmp_path / "history.csv")
+    assert miou == [30.0012, 49.5004, 50.004]
+    assert convergence_epoch(epochs, miou, 0.99) == 3
+    assert convergence_epoch(epochs, [m for _, m, _ in curve], 0.99) == 2  # what the rounded values say
+
+
+def test_an_epoch_validated_by_a_resumed_attempt_keeps_its_training_loss(tmp_path):
+    """Killed after epoch 2's checkpoint, before its validation: the next attempt's log
+    starts with epoch 2's validation (a repeat of the epoch's end), then trains epoch 3."""
+    from common.history import history_from_scalars
+
+    write_scalars(tmp_path / "20260101_000000", [
+        {"lr": 0.01, "loss": 3.0, "epoch": 1, "iter": 10, "step": 10},
+        {"aAcc": 50.0, "mIoU": 10.0, "mAcc": 20.0, "step": 1},
+        {"lr": 0.008, "loss": 2.0, "epoch": 2, "iter": 10, "step": 20},
+    ])  # fmt: skip
+    write_scalars(tmp_path / "20260101_010000", [
+        {"aAcc": 60.0, "mIoU": 20.0, "mAcc": 30.0, "step": 2},
+        {"lr": 0.006, "loss": 1.0, "epoch": 3, "iter": 10, "step": 30},
+        {"aAcc": 70.0, "mIoU": 30.0, "mAcc": 40.0, "step": 3},
+    ])  # fmt: skip
+    rows = history_from_scalars(tmp_path)
+    assert [(r["epoch"], r["train_loss"], r["mIoU"]) for r in rows] == [(1, 3.0, 10.0), (2, 2.0, 20.0), (3, 1.0, 30.0)]
+    assert rows[1]["lr"] == 0.008

@@ -17,7 +17,7 @@ Variants are recognised by what they train on (common.subsets.pieces), not by na
 import json
 import math
 
-from common.stats import decimals_for
+from common.stats import decimals_for, interval_text
 from common.subsets import budget_key, parse_budget, pieces
 
 TRAINAUG = pieces([{"split": "trainaug", "labels": "SegmentationClassAug"}])
@@ -155,13 +155,11 @@ def run_name(run: dict | None) -> str:
     return f"{run['variant']} {run['budget']}" if run else ""
 
 
-def _signed(value: float, decimals: int) -> str:
-    return f"{round(value, decimals) + 0.0:+.{decimals}f}"
-
-
 def part_text(row: dict, decimals: int) -> str:
-    """``+3.2 [1.0, 5.4]`` for a measured part (``†`` when the interval includes 0)."""
-    text = f"{_signed(row['change'], decimals)} [{_signed(row['low'], decimals)}, {_signed(row['high'], decimals)}]"
+    """``+3.2 [+1.0, +5.4]`` for a measured part (``†`` when the interval includes 0; a
+    bound whose Monte Carlo error does not settle its last digit carries MARK)."""
+    errors = (row.get("low_mc_error"), row.get("high_mc_error"))
+    text = interval_text(row["change"], row["low"], row["high"], decimals, errors)
     return text + (" †" if row["low"] <= 0 <= row["high"] else "")
 
 

@@ -38,7 +38,11 @@ class StudyIoUMetric(IoUMetric):
         totals = [sum(column) for column in zip(*areas)]
         per_class = self.total_area_to_metrics(*totals, self.metrics, self.nan_to_num, self.beta)
         self.per_class = OrderedDict((k, v) for k, v in per_class.items() if k != "aAcc")
-        return super().compute_metrics(areas)
+        summary = super().compute_metrics(areas)
+        # MMSeg rounds mIoU to two decimals; the convergence epoch is decided on this
+        # one (common/history.py: a run may clear its threshold by less than 0.01)
+        summary["mIoU_unrounded"] = float(np.nanmean(self.per_class["IoU"]) * 100)
+        return summary
 
 
 def metrics_document(metric: StudyIoUMetric, summary: dict, classes, extra: dict) -> dict:

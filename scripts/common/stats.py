@@ -5,6 +5,7 @@ Plain NumPy, no plotting: tests feed it hand-made and synthetic numbers
 (``group_per_image`` reads the runs' per-image confusions, through run_files).
 """
 
+import math
 import warnings
 from pathlib import Path
 
@@ -270,6 +271,65 @@ def decimals_for(error: float, most: int = 1) -> int:
     while decimals > 0 and error > 0.5 * 10.0**-decimals * (1 + 1e-9):
         decimals -= 1
     return decimals
+
+
+# marks a printed bound whose Monte Carlo error is above half a unit of its last digit
+MARK = "‡"
+
+
+def signed(value: float, decimals: int) -> str:
+    """``+1.2``, ``-0.3``: the value's own sign, also where it rounds to zero (a bound of
+    -0.46 at whole points reads ``-0``, never ``+0``); an exact 0 has none."""
+    return ("+" if value > 0 else "-" if value < 0 else "") + f"{abs(float(value)):.{decimals}f}"
+
+
+def plain(value: float, decimals: int) -> str:
+    """An unsigned number (an IoU, an mIoU), without the "-0" of a rounded tiny negative."""
+    return f"{round(float(value), decimals) + 0.0:.{decimals}f}"
+
+
+def unsettled(error: float | None, decimals: int) -> bool:
+    """Whether Monte Carlo error ``error`` exceeds half a unit of the last of ``decimals``."""
+    return error is not None and bool(np.isfinite(error)) and error > 0.5 * 10.0**-decimals * (1 + 1e-9)
+
+
+def bound_text(value: float, error: float | None, decimals: int, sign: bool = True) -> str:
+    """A printed bound, with MARK where its Monte Carlo error does not settle its last digit."""
+    return (signed if sign else plain)(value, decimals) + (MARK if unsettled(error, decimals) else "")
+
+
+def interval_text(value, low, high, decimals: int, errors=(None, None), sign: bool = True) -> str:
+    """``+3 [+1, +5‡]``: a value and its interval, each bound marked by its own error."""
+    number = (signed if sign else plain)(value, decimals)
+    return f"{number} [{bound_text(low, errors[0], decimals, sign)}, {bound_text(high, errors[1], decimals, sign)}]"
+
+
+def at_most(error: float) -> str:
+    """``error`` rounded up to two significant digits: what "at most" may truthfully say."""
+    if not error > 0:
+        return "0"
+    exponent = math.floor(math.log10(error)) - 1
+    step = 10.0**exponent
+    return f"{math.ceil(error / step * (1 - 1e-12)) * step:.{max(-exponent, 0)}f}"
+
+
+def precision_note(largest: float, decimals: int, marked: int) -> str:
+    """The footnote's claim on the printed bounds, no more than their resamples support:
+    ``largest`` is the largest Monte Carlo error of a printed bound, ``marked`` how many
+    carry MARK."""
+    half = f"{0.5 * 10.0**-decimals:g}"
+    digits = f"{decimals} decimal{'s' if decimals != 1 else ''}" if decimals else "whole points"
+    text = (
+        f"Monte Carlo standard error of a printed bound (its estimated standard deviation over bootstrap "
+        f"seeds): at most {at_most(largest)} points. Printed to {digits}: the error of each bound is at most "
+        f"half a unit of its last printed digit ({half} points)"
+    )
+    if marked:
+        text += (
+            f", except the {marked} bound{'s' if marked != 1 else ''} marked {MARK}, whose error is larger: "
+            "their last printed digit is not settled (more resamples: report.bootstrap.max_resamples)"
+        )
+    return text + "."
 
 
 def improvement_counts(changes, threshold: float = 8.0) -> tuple[int, int, int]:
