@@ -1,9 +1,11 @@
 # `snakemake predict --config 'predict={images: DIR}'`: each variant's longest
 # run (final_runs) on a folder of your own JPEG/PNG pictures, which need no
-# labels: colour overlays side by side in <results>/predict/<folder name>/, one
-# <stem>.png per picture and panel.png. Only target `predict` reads
-# predict.images (checked when planning, by the job script's own listing);
-# unset, every other target plans as before.
+# labels: colour overlays side by side in <results>/predict/<folder name>-<hash>/
+# (8 hex digits of the folder's real path, so a/pics and b/pics never share
+# one), one <stem>.png per picture and panel.png; a picture that cannot be read
+# or predicted is skipped with its reason in the log. Only target `predict`
+# reads predict.images (checked when planning, by the job script's own
+# listing); unset, every other target plans as before.
 from predict_images import planned_folder, planned_output
 
 

@@ -4,17 +4,26 @@ No labels: what a reader judges by eye.  For every JPEG/PNG of the folder (in
 sorted order of names) ``<stem>.png`` shows the picture and, side by side, each
 run's prediction as a colour overlay in the VOC palette (background left
 clear); ``panel.png`` shows up to ``PANEL_ROWS`` of them, evenly spaced, in one
-figure.  Other entries of the folder are skipped with a line in the log.  Each
-picture goes through the run's own test pipeline (MMSeg's ``init_model`` /
-``inference_model``), on CUDA when there is a GPU, else on the CPU, and the
-prediction comes back at the picture's own size.  Everything is written into a
-folder beside the output, renamed to it at the end.
+figure.  Other entries of the folder are skipped with a line in the log, and so
+is a picture that cannot be read or predicted (a broken file, a 2 x 4000 strip
+that the pipeline cannot resize): the log names it and why, the others are
+written, and only a folder where every picture fails fails the job.  16-bit
+greyscale PNGs are scaled to 8 bits by their bit depth (65535 -> 255), not
+clipped.  Each picture goes through the run's own test pipeline (MMSeg's
+``init_model`` / ``inference_model``), on CUDA when there is a GPU, else on the
+CPU, and the prediction comes back at the picture's own size.  Everything is
+written into a folder beside the output, renamed to it at the end.
+
+Each folder has its own outputs, <results>/predict/<folder name>-<8 hex digits of
+its path>: two folders of the same name (a/pics, b/pics) never replace each
+other's predictions, and the same folder always lands in the same place.
 
 The planning part (which folder, is it usable, where its outputs go) is read by
 rules/predict.smk when Snakemake plans: it needs the standard library only, and
 the job's modules (NumPy, Pillow, Matplotlib, MMSeg) are imported where used.
 """
 
+import hashlib
 import logging
 import os
 import shutil
@@ -31,7 +40,11 @@ LEGEND_COLUMNS = 6
 
 
 class PredictError(ValueError):
-    """predict.images does not name a usable folder."""
+    """predict.images does not name a usable folder (or none of its pictures could be predicted)."""
+
+
+class PictureError(Exception):
+    """One picture cannot be read or predicted: it is skipped, the others go on."""
 
 
 # ==== planning (standard library only) =============================================
@@ -65,9 +78,16 @@ def checked_folder(images) -> str:
     return os.path.normpath(images)
 
 
+def output_folder_name(folder) -> str:
+    """``<name>-<8 hex digits>``: the folder's name (what a reader looks for) and a hash
+    of its real path, so that a/pics and b/pics keep their own predictions."""
+    path = os.path.realpath(folder)
+    return f"{os.path.basename(path)}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
 def planned_output(images, results) -> str:
-    """Where the pictures of ``images`` go: <results>/predict/<folder name>."""
-    return f"{results}/predict/{os.path.basename(os.path.abspath(checked_folder(images)))}"
+    """Where the pictures of ``images`` go: <results>/predict/<output_folder_name>."""
+    return f"{results}/predict/{output_folder_name(checked_folder(images))}"
 
 
 def planned_folder(images, results, name) -> str:
@@ -102,12 +122,26 @@ def output_names(images: list[Path]) -> dict[Path, str]:
 
 
 def read_picture(path: Path):
-    """RGB uint8 (H x W x 3), turned upright as its EXIF orientation says (as viewers show it)."""
+    """RGB uint8 (H x W x 3), turned upright as its EXIF orientation says (as viewers show it).
+
+    A 16-bit greyscale PNG (Pillow's modes ``I;16*``, or ``I`` in older Pillows) is
+    scaled by its bit depth: Pillow's RGB conversion clips it at 255, which turns
+    most of the picture white.  (Pillow already reduces 16-bit RGB(A) and
+    grey-with-alpha PNGs to 8 bits by their high byte.)
+    """
     import numpy as np
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        image = ImageOps.exif_transpose(image)
+        if not image.mode.startswith("I"):
+            return np.asarray(image.convert("RGB"))
+        grey = np.asarray(image).astype(np.int64)
+    if grey.size and (grey.min() < 0 or grey.max() > 65535):
+        raise ValueError(f"integer pixels from {grey.min()} to {grey.max()}, outside 16 bits")
+    log.info("%s: 16-bit greyscale, scaled to 8 bits (65535 -> 255)", path.name)
+    eight = ((grey * 255 + 32767) // 65535).astype(np.uint8)  # rounded: 257 -> 1, 65535 -> 255
+    return np.repeat(eight[..., None], 3, axis=2)
 
 
 def load_models(runs, configs, checkpoints, device: str):
@@ -116,11 +150,13 @@ def load_models(runs, configs, checkpoints, device: str):
 
     from common.launch import adapt_to_device
     from common.plots import run_label
+    from common.run_files import check_checkpoint
 
     models = []
     for run, config, checkpoint in zip(runs, configs, checkpoints):
         cfg = Config.fromfile(str(config))
         adapt_to_device(cfg, distributed=False)  # SyncBN -> BN without CUDA
+        check_checkpoint(checkpoint)
         models.append(init_model(cfg, str(checkpoint), device=device))
         log.info("%s: %s", run_label(run), checkpoint)
     return models
@@ -194,8 +230,10 @@ def grid(rows, columns: list[str], title: str):
 def save_figure(fig, path: Path) -> None:
     from common.plots import plt
 
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)  # also when a picture fails: the next ones go on
 
 
 def thumbnail(tile, longest: int = 512):
@@ -217,35 +255,72 @@ def panel_rows(count: int, most: int = PANEL_ROWS) -> list[int]:
     return sorted({int(round(k)) for k in np.linspace(0, count - 1, most)})
 
 
-def predict_folder(folder: Path, images: list[Path], runs, models, staging: Path) -> int:
-    """Write each picture's overlays and the panel into ``staging``; return how many were written."""
+def describe(error: BaseException) -> str:
+    """One line for the log: the error's type and the first line of its message."""
+    kind = type(error)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    lines = str(error).strip().splitlines()
+    return f"{name}: {lines[0]}" if lines else name
+
+
+def predict_picture(path: Path, name: str, models, columns: list[str], staging: Path):
+    """Write ``name`` (the picture beside each run's overlay) into ``staging``.
+
+    Returns (tiles, classes), or raises PictureError saying why the picture is skipped.
+    """
     import numpy as np
 
+    try:
+        rgb = read_picture(path)
+    except Exception as error:  # a broken file that only looks like a picture, an odd mode
+        raise PictureError(f"not a readable image ({describe(error)})") from error
+    try:
+        labels = [predict(model, rgb) for model in models]
+        tiles = [rgb, *(overlay(rgb, label) for label in labels)]
+        classes = set().union(*(np.unique(label).tolist() for label in labels))
+        save_figure(grid([(path.name, tiles, classes)], columns, f"{path.name}: each variant's longest run"),
+                    staging / name)  # fmt: skip
+    except Exception as error:  # e.g. OpenCV cannot resize a 2 x 4000 strip for the model
+        (staging / name).unlink(missing_ok=True)
+        height, width = rgb.shape[:2]
+        raise PictureError(f"{width}x{height} pixels, prediction failed ({describe(error)})") from error
+    return tiles, classes
+
+
+def predict_folder(folder: Path, images: list[Path], runs, models, staging: Path) -> int:
+    """Write each picture's overlays and the panel into ``staging``; return how many were written.
+
+    A picture that cannot be read or predicted is skipped with its reason in the
+    log; when every one fails, the error lists them all.
+    """
     from common.plots import run_label
     from common.voc import CLASSES
 
     names = output_names(images)
     columns = ["picture", *[run_label(r) for r in runs]]
     chosen = set(panel_rows(len(images)))
-    rows, written = [], 0
+    rows, failed = [], {}
     for index, path in enumerate(images):
         try:
-            rgb = read_picture(path)
-        except (OSError, ValueError) as error:  # a broken file that only looks like a picture
-            log.info("skipped %s: not a readable image (%s)", path.name, error)
+            tiles, classes = predict_picture(path, names[path], models, columns, staging)
+        except PictureError as error:
+            failed[path.name] = str(error)
+            log.info("skipped %s: %s", path.name, error)
             continue
-        labels = [predict(model, rgb) for model in models]
-        tiles = [rgb, *(overlay(rgb, label) for label in labels)]
-        classes = set().union(*(np.unique(label).tolist() for label in labels))
-        save_figure(grid([(path.name, tiles, classes)], columns, f"{path.name}: each variant's longest run"),
-                    staging / names[path])  # fmt: skip
         shown = ", ".join(CLASSES[c] for c in sorted(classes) if 0 < c < len(CLASSES)) or "background only"
-        log.info("%s -> %s (%dx%d): %s", path.name, names[path], rgb.shape[1], rgb.shape[0], shown)
-        written += 1
+        height, width = tiles[0].shape[:2]
+        log.info("%s -> %s (%dx%d): %s", path.name, names[path], width, height, shown)
         if index in chosen:
             rows.append((path.name, [thumbnail(t) for t in tiles], classes))
+    written = len(images) - len(failed)
     if not written:
-        raise PredictError(f"{KEY}: no readable JPEG or PNG images in {str(folder)!r}")
+        reasons = "".join(f"\n  {name}: {reason}" for name, reason in failed.items())
+        raise PredictError(
+            f"{KEY}: none of the {len(images)} JPEG/PNG pictures in {str(folder)!r} "
+            f"could be read or predicted:{reasons}"
+        )
+    if failed:
+        log.info("%d of %d pictures skipped (reasons above): %s", len(failed), len(images), ", ".join(failed))
     title = f"{folder.name}: each variant's longest run"
     if len(rows) < written:
         title += f" ({len(rows)} of {written} pictures)"
