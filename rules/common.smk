@@ -15,13 +15,13 @@ import re
 import sys
 
 import yaml
-from snakemake.utils import validate
 
 # The planning helpers are plain Python: a login node needs no torch or mmseg.
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 from common.code import code_digest
+from common.config_errors import ConfigSchemaError, validate_config, whole_numbers
 from common.config_files import ConfigFileError, expand_path
-from common.cost import runtime_request, sweep_summary, train_minutes
+from common.cost import resume_point, runtime_request, sweep_summary, train_minutes
 from common.mmseg_config import (
     AUGMENT_DEFAULTS,
     PRETRAINED_URLS,
@@ -40,32 +40,27 @@ from common.voc import OFFICIAL_COUNTS, palette, read_id_list
 
 
 # ==== 1. the config ===============================================================
-def _whole_numbers(key):
-    """config[key] as a list of ints: `--config epochs=[1,2]` hands list items over as
-    strings, and `--config epochs=3` a single value."""
-    values = config.get(key)
-    if values is None:
-        return
-    if not isinstance(values, list):
-        values = [values]
-    numbers = []
-    for value in values:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise WorkflowError(
-                f"config key {key}: {value!r} is not a non-negative whole number (e.g. {key}=[1,2])"
-            )
-        numbers.append(value)
-    config[key] = numbers
+def _validate_config():
+    """Numbers from the command line made numbers, the schema's defaults filled in, and a
+    wrong key or value failed before any job, one line each naming the key and its file."""
+    # config/config.yaml (unless --replace-workflow-config), then the --configfile files
+    cli_files = list(workflow.overwrite_configfiles)
+    replaced = workflow.config_settings.replace_workflow_config
+    files = [f for f in workflow.configfiles if f not in cli_files and not replaced] + cli_files
+    try:
+        for key in ("epochs", "iterations", "seeds"):
+            whole_numbers(config, key)
+        validate_config(
+            config,
+            workflow.source_path("../config/schemas/config.schema.yaml"),
+            files,
+            workflow.config_settings.config,
+        )
+    except ConfigSchemaError as error:
+        raise WorkflowError(str(error))
 
 
-_whole_numbers("epochs")
-_whole_numbers("iterations")
-_whole_numbers("seeds")
-
-# A wrong key or type fails here, before any job, with the key's name.
-validate(config, "../config/schemas/config.schema.yaml")
+_validate_config()
 
 
 DATA_SOURCES = ("voc", "sbd", "coco_images", "coco_annotations")
@@ -410,6 +405,7 @@ def _init_source(name):
             f"{where}: give the source run's epochs or its iterations (one of them)"
         )
     kind = "epochs" if "epochs" in spec else "iterations"
+    check_init_run(source, kind, spec[kind], spec.get("seed", 0), where)
     seen, current = [name], source
     while current:
         if current in seen:
@@ -424,6 +420,26 @@ def _init_source(name):
                 "fine-tuning loads the source's weights into the same model"
             )
     return {"variant": source, "budget": budget_name(kind, spec[kind]), "seed": spec.get("seed", 0)}
+
+
+def check_init_run(source, kind, amount, seed, where):
+    """init_from names a run of the grid: one the sweep trains, evaluates and counts
+    (a typo must not train an extra run that nothing reports)."""
+    variant = config["variants"][source]
+    grid, seeds = variant.get(kind, config[kind]), variant.get("seeds", config["seeds"])
+    own = f"variants.{source}.{kind}"
+    if amount not in grid:
+        what = "epoch counts" if kind == "epochs" else "iteration budgets"
+        raise WorkflowError(
+            f"{where}.{kind}: {source} has no run of {amount} {kind} in the grid (its {what}: "
+            f"{', '.join(map(str, grid)) or 'none'}); name one of them, or add {amount} to "
+            f"{own if kind in variant else f'{kind} (or {own})'} to train, evaluate and count it"
+        )
+    if seed not in seeds:
+        raise WorkflowError(
+            f"{where}.seed: {source} has no run of seed {seed} in the grid (its seeds: "
+            f"{', '.join(map(str, seeds))})"
+        )
 
 
 def _class_count(name):
@@ -746,36 +762,50 @@ def planned_val_images(variant):
     return planned_split_size("val")
 
 
-def run_minutes(variant, budget, images=None, val_images=None):
-    """Estimated wall time of one run on its GPUs (planned set sizes unless given)."""
+def run_minutes(variant, budget, images=None, val_images=None, done=0):
+    """Estimated wall time of one run on its GPUs (planned set sizes unless given), or
+    of its epochs after the first `done`."""
     settings = VARIANT_SETTINGS[variant]
     images = planned_images(variant) if images is None else images
     return train_minutes(
         train_images=images,
         val_images=planned_val_images(variant) if val_images is None else val_images,
-        epochs=run_epochs(variant, budget, images),
+        epochs=max(run_epochs(variant, budget, images) - done, 0),
         val_interval=settings["val_interval"],
         images_per_second=IMAGES_PER_SECOND,
         gpus=settings["gpus"],
     )
 
 
+PARTITION_TIME_LIMIT = config["estimates"]["partition_time_limit"]
+
+
 def get_train_runtime(wildcards, input, attempt):
-    """Minutes to ask for: from the lists the job trains on, which exist when it is
-    submitted (Snakemake evaluates resources again then); planned sizes before."""
+    """Minutes to ask for: the epochs left after the checkpoint the job resumes from
+    (none for a finished run it restores), from the lists the job trains on, which
+    exist when it is submitted (Snakemake evaluates resources again then, and on each
+    retry); planned sizes before. Never more than estimates.partition_time_limit."""
 
     def size(paths):
         if all(p in input.data and os.path.exists(p) for p in paths):
             return sum(len(read_id_list(p)) for p in paths)
         return None
 
-    minutes = run_minutes(
-        wildcards.variant,
-        wildcards.budget,
-        size(VARIANT_LISTS[wildcards.variant]),
-        size([f"{variant_lists_folder(wildcards.variant)}/val.txt"]),
-    )
-    return runtime_request(minutes, attempt)
+    config_text = None  # not rendered yet (a dry run): the run starts at epoch 0
+    if os.path.isfile(input.config):
+        with open(input.config) as handle:
+            config_text = handle.read()
+    done, restore = resume_point(WORK.format(**wildcards), config_text, code("train_upernet.py"))
+    minutes = 0  # a finished run, restored from its work dir: no training
+    if not restore:
+        minutes = run_minutes(
+            wildcards.variant,
+            wildcards.budget,
+            size(VARIANT_LISTS[wildcards.variant]),
+            size([f"{variant_lists_folder(wildcards.variant)}/val.txt"]),
+            done=done,
+        )
+    return runtime_request(minutes, attempt, PARTITION_TIME_LIMIT)
 
 
 def get_attempt(wildcards, attempt):
@@ -783,7 +813,9 @@ def get_attempt(wildcards, attempt):
 
 
 def cost_summary():
-    """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only)."""
+    """What the run grid costs in GPU jobs and GPU-hours (estimates.*; planning only).
+    Every training job is a run of the grid (init_from names one, see _init_source);
+    a VOC run's evaluations beyond VOC val run in its one evaluation job."""
     return sweep_summary(
         [run_minutes(run["variant"], run["budget"]) for run in ALL_RUNS],
         gpus=TRAIN_GPUS,
@@ -792,7 +824,8 @@ def cost_summary():
         seeds=len({run["seed"] for run in ALL_RUNS}),
         images_per_second=IMAGES_PER_SECOND,
         gpu_model=config["estimates"]["gpu_model"],
-        evaluations_per_run=1 + len(extra_evaluations()) + int(config["evaluation"]["tta"]),
+        evaluations=len(RUNS) * (1 + int(config["evaluation"]["tta"])) + len(DATASET_RUNS),
+        limit=PARTITION_TIME_LIMIT,
     )
 
 

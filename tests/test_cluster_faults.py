@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import DATA_KEY, DEMO, DEMO_ALL_RUNS, DEMO_RUNS, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
 
 from common.code import code_digest
 from common.config_files import ConfigFileError, load_config_file
 from common.cost import runtime_request, train_minutes
-from common.run_files import RunFileError, read_attempts, read_confusion, read_history, read_metrics, read_per_image
+from common.run_files import RunFileError, check_checkpoint, read_attempts, read_confusion, read_history, read_metrics, read_per_image
 from common.run_lock import RunLockHeld, lock_path, run_lock
 
 
@@ -66,7 +67,7 @@ def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_
     """Estimates far off, no data at planning: the job's request, made when it is
     submitted, follows the lists the data stage wrote."""
     huge = {"train": 10**7, "val": 10**7, "trainaug": 10**7, "aug": 10**7}
-    config = write_config(workflow_copy, "estimates", study_variants_only=True, epochs=[1], estimates={"split_sizes": huge})
+    config = write_config(workflow_copy, "estimates", study_variants_only=True, epochs=[1], estimates={"split_sizes": huge, "partition_time_limit": None})
     target = f"{OUT}/runs/voc/e1-s0/history.csv"
     plan = run_snakemake(workflow_copy, "-n", target, "--configfile", config)
     planned = runtimes(plan)[f"{OUT}/runs/voc/e1-s0/final.pth"]
@@ -79,20 +80,47 @@ def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_
 
 
 # ---- 3. a retrain retrains; every attempt counts ----------------------------------
-def test_forcerun_of_a_finished_run_trains_afresh(workflow_copy):
+def test_a_finished_run_asked_again_is_restored_and_new_training_code_retrains(workflow_copy):
     config = write_config(workflow_copy, "two", study_variants_only=True, epochs=[2])
     target = f"{OUT}/runs/voc/e2-s0/history.csv"
+    out, work = run_dir(workflow_copy, "voc", 2), f"{OUT}/work/voc/e2-s0"
     first = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_snakemake(workflow_copy, target, "--cores", "2", "--forcerun", "train_upernet", "--configfile", config)
-    assert again.returncode == 0, again.stderr[-3000:]
-    out, work = run_dir(workflow_copy, "voc", 2), f"{OUT}/work/voc/e2-s0"
+    trained = torch.load(out / "final.pth", map_location="cpu")["state_dict"]
+
+    # final.pth lost (or deleted by `--delete-all-output` as root), then --forcerun:
+    # both get the finished model back from the work dir, no training
+    (out / "final.pth").unlink()
+    for extra in ([], ["--forcerun", "train_upernet"]):
+        again = run_snakemake(workflow_copy, f"{OUT}/runs/voc/e2-s0/final.pth", "--cores", "2", *extra, "--configfile", config)
+        assert again.returncode == 0, again.stderr[-3000:]
+        log = (out / "train.log").read_text()
+        assert "with the same config and training code: restoring its outputs" in log, log[-3000:]
+        assert "runtime request 15 min" in log  # asked for no training time
+        assert "Epoch(train)" not in log and not (workflow_copy / f"{work}.old-1").exists()
+        restored = torch.load(out / "final.pth", map_location="cpu")["state_dict"]
+        assert restored.keys() == trained.keys() and all(torch.equal(restored[k], trained[k]) for k in trained)
+    assert [a["status"] for a in read_attempts(out / "attempts.tsv")] == ["finished", "restored", "restored"]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
+
+    # new training code: a real retrain, which keeps the earlier attempts' hours on record
+    script = workflow_copy / "scripts/train_upernet.py"
+    script.write_text(script.read_text() + "\nRETRAINED_WITH_NEW_CODE = True\n")
+    retrain = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
+    assert retrain.returncode == 0, retrain.stderr[-3000:]
     log = (out / "train.log").read_text()
-    assert "this run finished before" in log and f"set {work} aside as {work}.old-1" in log
+    assert "finished before" in log and "with other training code" in log and f"set {work} aside as {work}.old-1" in log
     assert "training starts at epoch 0" in log and "resuming from" not in log
     assert (workflow_copy / f"{work}.old-1" / "epoch_2.pth").exists()
-    assert [a["start"] for a in read_attempts(out / "attempts.tsv")] == ["epoch 0"]
+    attempts = read_attempts(out / "attempts.tsv")
+    assert [a["status"] for a in attempts] == [
+        "finished, set aside as e2-s0.old-1", "restored, set aside as e2-s0.old-1",
+        "restored, set aside as e2-s0.old-1", "finished",
+    ]  # fmt: skip
+    assert [a["start"] for a in attempts][-1] == "epoch 0"
     assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
+    # every job's log was kept: one training, two restores, one retraining
+    assert len(list((out / "train-logs").glob("*.log"))) == 4
 
 
 def test_the_summary_counts_every_attempt(tmp_path):
@@ -119,14 +147,25 @@ def test_a_second_trainer_is_refused_and_killing_snakemake_stops_the_first(workf
         while not lock.exists():
             assert first.poll() is None and time.time() < deadline, "the first trainer never took the lock"
             time.sleep(0.2)
-        trainer = json.loads(lock.read_text())["pid"]
+        holder = json.loads(lock.read_text())
+        trainer, first_log = holder["pid"], workflow_copy / holder["log"]
+        assert first_log.parent == run_dir(workflow_copy, "voc", 100) / "train-logs"
         # a user lifts Snakemake's own lock and asks again
         assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
         second = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
         assert second.returncode != 0
         log = (run_dir(workflow_copy, "voc", 100) / "train.log").read_text()
         assert f"is already being trained by pid {trainer} on {socket.gethostname()}" in log, log[-2000:]
+        assert f"its log: {holder['log']}" in log
         assert json.loads(lock.read_text())["pid"] == trainer  # still the first one's
+        # Snakemake removed train.log before the refused job: the first trainer's log lives on, and grows
+        size = first_log.stat().st_size
+        kept = first_log.read_text()
+        assert f"holding {lock.relative_to(workflow_copy)}" in kept and "is already being trained" not in kept
+        deadline = time.time() + 120
+        while first_log.stat().st_size == size:
+            assert time.time() < deadline, "the first trainer's log stopped growing"
+            time.sleep(1)
 
         first.send_signal(signal.SIGKILL)  # the login node's snakemake dies, nothing cleans up
         first.wait()
@@ -140,6 +179,7 @@ def test_a_second_trainer_is_refused_and_killing_snakemake_stops_the_first(workf
             first.kill()
     attempts = read_attempts(workflow_copy / f"{OUT}/work/voc/e100-s0/attempts.tsv")
     assert [a["status"] for a in attempts] == ["terminated"]
+    assert "stopping the training" in first_log.read_text() or "Terminated" in first_log.read_text()
 
 
 def test_a_lock_of_a_live_process_holds_and_of_a_dead_one_is_taken_over(tmp_path, caplog):
@@ -275,6 +315,31 @@ def test_a_broken_run_file_is_an_error_naming_it(tmp_path, reader, content, mess
     with pytest.raises(RunFileError) as error:
         reader(path)
     assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "garbage", "a flipped byte"])
+def test_a_damaged_checkpoint_is_an_error_naming_it_before_torch_reads_it(tmp_path, damage):
+    from evaluate_upernet import evaluate
+
+    good = tmp_path / "good" / "final.pth"
+    good.parent.mkdir()
+    torch.save({"meta": {"epoch": 2}, "state_dict": {"w": torch.arange(4096, dtype=torch.float32)}}, good)
+    check_checkpoint(good)
+    data = bytearray(good.read_bytes())
+    if damage == "cut short":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data = bytearray(b"not a checkpoint")
+    else:  # inside the tensor's bytes: the archive's structure intact, its CRC not
+        data[data.index(bytes(torch.arange(4096, dtype=torch.float32).numpy().tobytes()[4000:4016])) + 8] ^= 0xFF
+    path = tmp_path / "final.pth"
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunFileError, match="restored from its work dir") as error:
+        check_checkpoint(path)
+    assert str(error.value).startswith(f"{path}: ")
+    with pytest.raises(RunFileError) as error:  # the evaluation job: the file named, not PytorchStreamReader's words
+        evaluate(tmp_path / "no-config.py", path)
+    assert str(error.value).startswith(f"{path}: ")
 
 
 def test_a_broken_history_stops_the_summary_naming_the_file(study_copy):

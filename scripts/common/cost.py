@@ -4,10 +4,24 @@ Planning only (the dry run, `snakemake cost`, runtime requests): plain Python,
 no torch, so a login node can plan a sweep.
 """
 
+import hashlib
 import math
+import re
+from pathlib import Path
 
 # A val image costs about a third of a training one (forward pass only).
 VAL_IMAGE_COST = 1 / 3
+# A runtime request: the estimate of the work left x MARGIN x the attempt (a retry
+# after a time-out says the estimate was low), + START_MINUTES (start-up, the
+# resumed epoch's validation, the export).
+MARGIN = 1.5
+START_MINUTES = 15
+# What a training job leaves in its work dir (common/work_dir.py, which needs torch;
+# the names are MMEngine's and that module's, pinned by tests/test_planning.py).
+LAST_CHECKPOINT = "last_checkpoint"
+FINISHED = "finished"
+CONFIG_STAMP = "config.sha256"
+CODE_STAMP = "code.sha256"
 
 
 def train_minutes(
@@ -19,21 +33,81 @@ def train_minutes(
     return work / (images_per_second * gpus) / 60
 
 
-def runtime_request(minutes: float, attempt: int) -> int:
-    """SLURM runtime request in minutes: the estimate with a margin, more on each retry."""
-    return int(math.ceil(1.5 * minutes + 15) * attempt)
+def runtime_request(minutes: float, attempt: int, limit: int | None = None) -> int:
+    """SLURM runtime request in minutes for ``minutes`` of estimated work left, never
+    above ``limit`` (the partition's time limit: a longer request pends forever, while
+    a job stopped at the limit resumes from its last checkpoint in the next attempt)."""
+    request = math.ceil(MARGIN * attempt * minutes + START_MINUTES)
+    return min(request, limit) if limit else request
+
+
+def resume_point(work_dir: Path, config_text: str | None, code: str | None) -> tuple[int, bool]:
+    """(epochs done, restore) of the next training job in ``work_dir``, by
+    common/work_dir.prepare_work_dir's rules: a finished run of the same config and
+    training ``code`` is restored without training; another finished one, or
+    checkpoints of another config, start afresh; else MMEngine's last_checkpoint is
+    resumed. (0, False) too when the run's config is not rendered yet."""
+    work_dir = Path(work_dir)
+    if config_text is None:
+        return 0, False
+
+    def stamp(name):
+        path = work_dir / name
+        return path.read_text().strip() if path.is_file() else None
+
+    same_config = stamp(CONFIG_STAMP) == hashlib.sha256(config_text.encode()).hexdigest()
+    latest = stamp(LAST_CHECKPOINT)
+    if (work_dir / FINISHED).exists():
+        return 0, bool(same_config and code is not None and stamp(CODE_STAMP) == code and latest)
+    if not latest or (stamp(CONFIG_STAMP) is not None and not same_config):
+        return 0, False
+    epoch = re.search(r"epoch_(\d+)\.pth$", latest)
+    return (int(epoch.group(1)) if epoch else 0), False
+
+
+def describe_request(
+    request: int, attempt: int, done: int, epochs: int, limit: int | None, restore: bool = False
+) -> str:
+    """The runtime request explained in one line (for the training job's log): ``done``
+    and ``restore`` as resume_point says, ``epochs`` the run's max epochs."""
+    if restore:
+        why = "a finished run restored, no training"
+    elif done >= epochs:
+        why = "every epoch done: the export only"
+    elif done:
+        why = f"resumes after epoch {done} of {epochs} ({epochs - done} left)"
+    else:
+        why = f"{epochs} epochs from epoch 0"
+    line = f"runtime request {request} min (attempt {attempt}): {why}"
+    if done < epochs and not restore:
+        line += f", the estimate x{MARGIN * attempt:g} + {START_MINUTES} min"
+    if limit and request >= limit:
+        line += (
+            f", at estimates.partition_time_limit ({limit} min): if the epochs left take longer, "
+            "the next attempt resumes from the last checkpoint"
+        )
+    return line
 
 
 def sweep_summary(
     minutes: list[float], gpus: int, variants: int, budgets: int, seeds: int, images_per_second: float,
-    gpu_model: str, evaluations_per_run: int = 1,
+    gpu_model: str, evaluations: int, limit: int | None = None,
 ) -> str:  # fmt: skip
+    """The `snakemake cost` line: ``minutes`` per training job, ``evaluations`` jobs."""
     runs = len(minutes)
     hours = sum(minutes) * gpus / 60
-    return (
+    capped = sum(1 for m in minutes if limit and runtime_request(m, 1) > limit)
+    line = (
         f"run grid: {runs} training jobs of {gpus} GPU(s) each "
         f"({variants} variants, {budgets} budgets (epoch counts, iteration budgets), {seeds} seeds) "
-        f"+ {runs * evaluations_per_run} evaluation jobs; "
+        f"+ {evaluations} evaluation jobs; "
         f"about {hours:.1f} GPU-hours of training at {images_per_second:g} images/s per GPU "
         f"(estimates.gpu_model: {gpu_model}), finished runs included"
     )
+    if capped:
+        line += (
+            f"; {capped} run(s) ask for more than estimates.partition_time_limit ({limit} min) "
+            "and are capped there: one that needs longer resumes from its last checkpoint in a "
+            "retry (the profile's `retries`)"
+        )
+    return line
