@@ -886,10 +886,20 @@ def report_outputs(view):
 
 
 def view_runs(view, runs=RUNS, files=REPORT_RUN_FILES):
-    """The runs a view reports: all of them, or in the snapshot those with every file."""
+    """The runs a view reports: all of them, or in the snapshot those with every file
+    and up to date (one that Snakemake would rebuild is left out, with a warning)."""
     if view == OUT:
         return runs
-    return [r for r in runs if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in files)]
+    finished = [r for r in runs if all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in files)]
+    outdated = {run_name(r): run_outdated(r) for r in finished if run_outdated(r)}
+    unwarned = {name: why for name, why in outdated.items() if name not in _WARNED}
+    if unwarned:
+        _WARNED.update(unwarned)
+        logger.warning(
+            f"snapshot: leaving out {outdated_runs_text(unwarned)}\nRun the workflow to bring "
+            f"them up to date, then `snakemake snapshot` again."
+        )
+    return [r for r in finished if run_name(r) not in outdated]
 
 
 def compared_runs(view):
@@ -945,11 +955,15 @@ def get_runs_param(select):
     return runs
 
 
+def report_view():
+    """The view `snakemake --report` writes: the snapshot's when `snapshot` is a target."""
+    return SNAPSHOT if "snapshot" in sys.argv else OUT
+
+
 def report_description():
     """The report's text: the view's Findings + report/workflow.rst once rule findings
     has written it, else report/workflow.rst alone."""
-    view = SNAPSHOT if "snapshot" in sys.argv else OUT
-    rendered = f"{view}/report/workflow.rst"
+    rendered = f"{report_view()}/report/workflow.rst"
     return os.path.abspath(rendered) if os.path.exists(rendered) else "report/workflow.rst"
 
 
@@ -958,27 +972,233 @@ def reporting():
     return any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
 
 
-def check_report_complete():
-    """`snakemake --report` of the full view refuses while runs of the config have
-    not finished (Snakemake itself would report whatever older tables exist)."""
-    missing = [
-        r
-        for r in RUNS
-        if not all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
+# ---- out of date: what Snakemake would rebuild ----
+# A file is out of date when Snakemake would rebuild it by profiles/default's rerun
+# triggers: a param of the job that wrote it is not what it recorded (a run's
+# settings, the content hash of a rule's code), or an input is newer, with other
+# content. Decided at planning (no torch; the report's check runs before Snakemake
+# reads its own settings), from Snakemake's own records of each job
+# (.snakemake/metadata), never more often than Snakemake: no record, no verdict.
+_OUTDATED = {}  # run name: why it is out of date (empty: up to date)
+_WARNED = set()  # runs the snapshot has said it leaves out
+_RECORDS = []  # Snakemake's store of the jobs' records, opened once
+
+
+def run_name(run):
+    return f"{run['variant']} {run['budget']}-s{run['seed']}"
+
+
+def _job_records():
+    """Snakemake's store of the jobs' records, as the workflow is configured to keep it."""
+    from snakemake.persistence.db import DbPersistence
+    from snakemake.persistence.file import FilePersistence
+    from snakemake.settings.enums import PersistenceBackend
+
+    if not _RECORDS:
+        settings = workflow.workflow_settings
+        if settings.persistence_backend == PersistenceBackend.DB:
+            _RECORDS.append(DbPersistence(nolock=True, db_url=settings.persistence_backend_db_url))
+        else:
+            _RECORDS.append(FilePersistence(nolock=True))
+    return _RECORDS[0]
+
+
+def _params_now(job_rule, wildcards):
+    """{name: recorded form} of the params `job_rule` would record for `wildcards` now: as
+    Snakemake records them (repr), without those derived from files or resources."""
+    import inspect
+
+    from snakemake.io import apply_wildcards
+    from snakemake.iocontainers import Wildcards
+
+    params = {}
+    for name, value in job_rule.params._allitems():
+        if callable(value):
+            if len(inspect.signature(value).parameters) > 1:
+                continue  # derived (input, output, threads, resources): Snakemake records none
+            value = value(Wildcards(fromdict=wildcards))
+        elif isinstance(value, str):
+            value = apply_wildcards(value, wildcards)
+        elif isinstance(value, list):
+            value = [apply_wildcards(v, wildcards) if isinstance(v, str) else v for v in value]
+        if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict)):
+            params[name] = repr(value)
+    return params
+
+
+def _literal(text):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _dict_changes(old, new, prefix=""):
+    """`key old -> new` for each key of two settings dicts that differs (dotted for nested)."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        before, after = old.get(key, "unset"), new.get(key, "unset")
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += _dict_changes(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append(f"{prefix}{key} {before!r} -> {after!r}".replace("'unset'", "unset"))
+    return changes
+
+
+def _param_change(job_rule, name, now, recorded):
+    """Why param `name` of `job_rule` differs from its record, in the terms of the config."""
+    if name == "code":
+        script = job_rule.basedir.join(job_rule.script).get_path_or_uri(secret_free=True)
+        script = os.path.relpath(script, workflow.basedir)
+        return f"the code of {job_rule.name} changed ({script} or a module it imports)"
+    new = _literal(now)
+    olds = [old for old in map(_literal, recorded) if type(old) is type(new)]
+    what = "settings" if name == "run" else f"{job_rule.name} param {name}"
+    if isinstance(new, dict) and len(olds) == 1:
+        return f"{what} changed: {', '.join(_dict_changes(olds[0], new))}"
+    if len(olds) == 1:
+        return f"{what} changed: {olds[0]!r} -> {new!r}"
+    return f"{what} changed"
+
+
+def _same_content(source, record):
+    """Whether `source` still has the content the job recorded (Snakemake's checksum)."""
+    from snakemake.settings.types import DAGSettings
+
+    recorded = (record.input_checksums or {}).get(source)
+    limit = (workflow.dag_settings or DAGSettings()).max_checksum_file_size
+    if not recorded or os.path.getsize(source) > limit:
+        return False
+    algorithm, _, digest = recorded.rpartition(":")
+    with open(source, "rb") as f:
+        return hashlib.file_digest(f, algorithm or "sha256").hexdigest() == digest
+
+
+def _short(path, beside):
+    """`path`, by its name alone when it lies beside `beside` (a file of the same run)."""
+    return os.path.basename(path) if os.path.dirname(path) == os.path.dirname(beside) else path
+
+
+def outdated_file(path):
+    """Why Snakemake would rebuild `path`, an existing output (empty: it would not)."""
+    from snakemake.exceptions import UnknownRuleException
+    from snakemake.io import IOFile
+
+    record = _job_records().metadata(IOFile(path))
+    if not record or not record.rule:
+        return []
+    try:
+        job_rule = workflow.get_rule(record.rule)
+    except UnknownRuleException:
+        return []
+    reasons = []
+    if record.params is not None and (record.record_format_version or 0) >= 6:
+        now = _params_now(job_rule, job_rule.get_wildcards(path))
+        unmatched = set(record.params) - set(now.values())
+        for name, value in now.items():
+            if value not in record.params:
+                reasons.append(_param_change(job_rule, name, value, unmatched))
+    mtime = os.stat(path).st_mtime
+    for source in record.input or []:
+        if (
+            os.path.isfile(source)
+            and os.stat(source).st_mtime > mtime
+            and not _same_content(source, record)
+        ):
+            reasons.append(f"{os.path.basename(path)} is older than {_short(source, path)}")
+    return reasons
+
+
+def run_outdated(run):
+    """Why Snakemake would make run `run` again (empty: it is up to date): its config,
+    model or evaluation, the init weights it starts from, or the run they come from."""
+    name = run_name(run)
+    if name not in _OUTDATED:
+        folder = RUN.format(**run)
+        files = [f"{folder}/{n}" for n in ("config.py", "final.pth", "metrics.json")]
+        if config["evaluation"]["tta"] and run["variant"] in STUDY_VARIANTS:
+            files.append(f"{folder}/metrics_tta.json")
+        init = VARIANT_SETTINGS[run["variant"]].get("init_from")
+        if init:
+            files.insert(0, init["checkpoint"])
+        reasons = []
+        for path in files:
+            if os.path.exists(path):
+                reasons += [r for r in outdated_file(path) if r not in reasons]
+        if init and not reasons and run_outdated(INIT_SOURCES[run["variant"]]):
+            reasons.append(f"it starts from {init['run']}, which is out of date")
+        _OUTDATED[name] = reasons
+    return _OUTDATED[name]
+
+
+def outdated_runs_text(outdated):
+    """`N run(s) ...: names`, then each reason of {run name: why} on a line of its own,
+    with the runs it concerns unless it concerns them all."""
+    reasons = []
+    for why in outdated.values():
+        reasons += [r for r in why if r not in reasons]
+    lines = [
+        f"{len(outdated)} run(s) made with other settings or code than this config asks for: "
+        f"{', '.join(outdated)}"
     ]
-    if missing:
-        names = ", ".join(f"{r['variant']} {r['budget']}-s{r['seed']}" for r in missing)
-        raise WorkflowError(
-            f"the report would show tables without {len(missing)} run(s) of this config that "
-            f"have not finished: {names}. Run the workflow first, or report the finished runs "
-            f"only: `snakemake snapshot` then `snakemake --report <file> snapshot`."
+    for reason in reasons:
+        concerned = [name for name, why in outdated.items() if reason in why]
+        which = "" if len(concerned) == len(outdated) else f": {', '.join(concerned)}"
+        lines.append(f"  - {reason}{which}")
+    return "\n".join(lines)
+
+
+def _run_the_workflow():
+    """What to run before the report: the workflow, with this call's config files."""
+    configfiles = "".join(
+        f" --configfile {os.path.relpath(f)}" for f in workflow.overwrite_configfiles
+    )
+    command = f"snakemake --profile <your profile>{configfiles}"
+    return f"Run the workflow first (`{command}`; -n lists its jobs)"
+
+
+def check_report_complete():
+    """`snakemake --report` refuses what Snakemake itself would report from older
+    files: the full view while runs of the config have not finished or are out of
+    date, either view while its tables and figures are not drawn or out of date."""
+    view = report_view()
+    if view == OUT:
+        missing = [
+            r
+            for r in RUNS
+            if not all(os.path.exists(f"{RUN.format(**r)}/{n}") for n in REPORT_RUN_FILES)
+        ]
+        if missing:
+            names = ", ".join(run_name(r) for r in missing)
+            raise WorkflowError(
+                f"the report would show tables without {len(missing)} run(s) of this config that "
+                f"have not finished: {names}. Run the workflow first, or report the finished runs "
+                f"only: `snakemake snapshot` then `snakemake --report <file> snapshot`."
+            )
+        outdated = {run_name(r): run_outdated(r) for r in ALL_RUNS if run_outdated(r)}
+        if outdated:
+            raise WorkflowError(
+                f"the report would show {outdated_runs_text(outdated)}\n{_run_the_workflow()}, "
+                f"then the report."
+            )
+        drawn, again = (
+            "every run is up to date, but the tables and figures",
+            "run the workflow first",
         )
-    undrawn = [f for f in report_outputs(OUT) if not os.path.exists(f)]
+    else:  # the snapshot leaves out runs not finished or out of date (view_runs)
+        drawn, again = "the snapshot's tables and figures", "run `snakemake snapshot` first"
+    undrawn = [f for f in report_outputs(view) if not os.path.exists(f)]
     if undrawn:
         raise WorkflowError(
-            f"every run has finished, but the tables and figures have not been drawn "
-            f"({', '.join(undrawn[:3])}{', ...' if len(undrawn) > 3 else ''}): run the workflow first."
+            f"{drawn} have not been drawn "
+            f"({', '.join(undrawn[:3])}{', ...' if len(undrawn) > 3 else ''}): {again}."
         )
+    redrawn = {f: why for f in report_outputs(view) if (why := outdated_file(f))}
+    if redrawn:
+        details = "; ".join(f"{f} ({', '.join(why)})" for f, why in redrawn.items())
+        raise WorkflowError(f"{drawn} are out of date: {details}: {again}.")
 
 
 # ==== 7. published references ======================================================

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from common.run_files import read_attempts
+from common.run_lock import lock_path
 from conftest import DEMO, DEMO_VOC, REPO, copy_workflow, planned_jobs, read_ids, run_dir, run_snakemake, write_config
 
 CLUSTER = REPO / "tools/slurm_test_cluster.sh"
@@ -171,6 +172,59 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
     # both attempts' hours are in the summary's cost
     assert all(a["seconds"] > 0 for a in attempts)
     assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 8
+    # the retry asked SLURM for the epochs left, not for twice the whole run
+    limits = {j["JobID"]: j["Timelimit"] for j in sacct(list(states), "JobID,Timelimit") if "." not in j["JobID"]}
+    retry = next(job for job, state in states.items() if "." not in job and state == "COMPLETED")
+
+    def minutes(limit):
+        h, m, s = (int(x) for x in limit.split(":"))
+        return h * 60 + m + s / 60
+
+    requested = int(re.search(r"starts \(attempt 2\).*runtime request (\d+) min", log).group(1))
+    assert minutes(limits[retry]) == requested < 2 * minutes(limits[running[0]]), (limits, requested)
+
+
+def test_a_rerun_after_a_killed_snakemake_waits_for_its_job_and_adopts_the_run(slurm_cluster, workflow_copy):
+    """SIGKILL the login node's snakemake while a training job runs: SLURM keeps the
+    job. The rerun's job for the same run waits for it, then restores what it
+    finished (no second training), and both jobs' hours and logs stay on record."""
+    # 12 epochs: long enough (a minute or two) for the rerun's job to start while the first one trains
+    config = write_config(workflow_copy, "orphan", study_variants_only=True, epochs=[12])
+    work = workflow_copy / "results/demo/work/voc/e12-s0"
+    target = "results/demo/runs/voc/e12-s0/final.pth"
+    profile = make_test_profile(workflow_copy)
+    command = [sys.executable, "-m", "snakemake", target, "--profile", profile, "--configfile", config]
+    first = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    lock = lock_path(work)
+    try:
+        deadline = time.time() + 900
+        while not lock.exists():
+            assert first.poll() is None and time.time() < deadline, "the training job never took the lock"
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # the login node's snakemake dies; its job goes on
+        first.wait()
+        orphan = json.loads(lock.read_text())["slurm_job"]
+        state = subprocess.run(["squeue", "-h", "-j", orphan, "-o", "%T"], capture_output=True, text=True).stdout
+        assert state.strip() == "RUNNING", state
+        assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
+        rerun = run_snakemake(workflow_copy, target, "--profile", profile, "--configfile", config)
+        assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    out = run_dir(workflow_copy, "voc", 12)
+    log = (out / "train.log").read_text()
+    assert re.search(rf"being trained by pid \d+ on \S+, SLURM job {orphan}, .*waiting for that job to end", log), log[-3000:]
+    assert "with the same config and training code: restoring its outputs" in log and "Epoch(train)" not in log
+    jobs = slurm_jobs(workflow_copy, "train_upernet")
+    assert len(jobs) == 2 and jobs[0] == orphan, jobs  # one training, one restore: no retry, no second training
+    attempts = read_attempts(out / "attempts.tsv")
+    assert [a["status"] for a in attempts] == ["finished", "restored"], attempts
+    assert attempts[0]["where"].startswith(f"SLURM job {orphan} on ") and attempts[0]["seconds"] > 0
+    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 12
+    kept = sorted((out / "train-logs").glob("*.log"))
+    assert len(kept) == 2 and "Epoch(train) [12]" in kept[0].read_text()
 
 
 def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
@@ -236,6 +290,47 @@ def test_the_lock_of_a_job_that_scancel_ended_is_taken_over(slurm_cluster, tmp_p
     assert re.search(rf"taking over the lock \S+ of pid \d+ on \S+, SLURM job {job}, .*: SLURM job {job} is", caplog.text) or (
         f"SLURM job {job} is no longer known to SLURM" in caplog.text
     ), caplog.text
+
+
+def test_a_slurm_job_meeting_a_live_slurm_jobs_lock_waits_for_it(slurm_cluster, tmp_path, caplog, monkeypatch):
+    """A rerun after a killed snakemake meets the lock of the earlier job SLURM kept
+    running: it waits for that job to end, then takes the run (restored or resumed),
+    instead of failing and being retried into the same lock."""
+    from common.run_lock import lock_path, run_lock
+
+    work = tmp_path / "work"
+    holder = tmp_path / "holder.py"
+    holder.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+        "from common.run_lock import run_lock\n"
+        f"with run_lock({str(work)!r}, log_file='holder.log'):\n"
+        "    time.sleep(15)\n"
+    )
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-p", "cpu", "--mem=100", "-o", str(tmp_path / "holder.out"),
+         "--wrap", f"exec {sys.executable} {holder}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    lock = lock_path(work)
+    try:
+        deadline = time.time() + 120
+        while not lock.exists():
+            assert time.time() < deadline, "the holder job never took the lock"
+            time.sleep(0.2)
+        monkeypatch.setenv("SLURM_JOB_ID", "999999")  # this process plays the rerun's SLURM job
+        caplog.set_level("INFO")
+        t0 = time.time()
+        with run_lock(work, poll=1) as path:
+            waited = time.time() - t0
+            assert json.loads(path.read_text())["slurm_job"] == "999999"
+            state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+            assert state.strip() not in ("RUNNING", "PENDING"), state  # the holder had ended
+    finally:
+        subprocess.run(["scancel", job])
+    assert waited > 3, waited
+    assert re.search(rf"being trained by pid \d+ on \S+, SLURM job {job}, .*its log: holder.log\): waiting for that job", caplog.text), caplog.text
+    assert re.search(r"waited \d+ s for the lock", caplog.text)
 
 
 # ---- planning on a login node ------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``<work_dir>.lock`` records who trains (host, pid, SLURM job id, since when).
 A second trainer of the same run fails at once with an error naming the
-holder.  A lock whose holder is gone (its SLURM job no longer pending or
+holder, except a SLURM job meeting another live SLURM job's lock, which waits
+for it (see ``run_lock``).  A lock whose holder is gone (its SLURM job no longer pending or
 running; outside SLURM, its process dead on this host) is taken over, and the
 log says so.  The check and the take-over happen under ``flock`` on
 ``<work_dir>.lock.guard``, so two newcomers cannot both take over.
@@ -96,11 +97,25 @@ def _read(path: Path) -> dict | None:
         return {}  # unreadable: written by something else, or cut short
 
 
+def _live_slurm_holder(holder: dict) -> bool:
+    """Whether the holder is a SLURM job that SLURM says is still alive (not this one)."""
+    job = holder.get("slurm_job")
+    if not job or job == os.environ.get("SLURM_JOB_ID"):
+        return False
+    state = _slurm_job_state(job)
+    return bool(state) and state.split()[0] in ALIVE_STATES
+
+
 @contextmanager
-def run_lock(work_dir: Path, log_file: Path | None = None):
+def run_lock(work_dir: Path, log_file: Path | None = None, poll: float = 30.0):
     """Hold the lock of ``work_dir`` for the block; RunLockHeld if a live trainer has it.
 
-    ``log_file``: where the holder's log is, for the refusal of a second trainer.
+    A SLURM job whose run is held by another live SLURM job waits for it (checking
+    every ``poll`` seconds) instead: that is a rerun's job meeting the job of an
+    earlier, killed ``snakemake``, which SLURM kept running. Failing would be
+    retried and fail again; once the holder ends, the run it finished is restored
+    in seconds (common/work_dir.py), or resumed. ``log_file``: where this job's log
+    is, for whoever meets the lock.
     """
     path = lock_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,22 +127,41 @@ def run_lock(work_dir: Path, log_file: Path | None = None):
     }
     if log_file is not None:
         me["log"] = str(log_file)
-    with open(f"{path}.guard", "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
-        try:
-            holder = _read(path)
-            if holder is not None:
-                gone = holder_gone(holder) if holder else "its lock file is unreadable"
-                if gone is None:
-                    its_log = f"; its log: {holder['log']}" if holder.get("log") else ""
-                    raise RunLockHeld(
-                        f"{work_dir} is already being trained by {describe(holder)} (lock {path}{its_log}). "
-                        f"Wait for it, or cancel it; if you know it is gone, remove {path}."
-                    )
-                log.warning("taking over the lock %s of %s: %s", path, describe(holder), gone)
-            write_text(path, json.dumps(me) + "\n")
-        finally:
-            fcntl.flock(guard, fcntl.LOCK_UN)
+    waited = None  # since when this job waits for a live SLURM job's lock
+    while True:
+        with open(f"{path}.guard", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                holder, wait = _read(path), False
+                if holder is not None:
+                    gone = holder_gone(holder) if holder else "its lock file is unreadable"
+                    its_log = f"; its log: {holder['log']}" if holder and holder.get("log") else ""
+                    if gone is None and me["slurm_job"] and _live_slurm_holder(holder):
+                        wait = True
+                        if waited is None:
+                            waited = time.monotonic()
+                            log.warning(
+                                "%s is being trained by %s (lock %s%s): waiting for that job to end "
+                                "(checked every %g s; scancel this job to stop waiting)",
+                                work_dir, describe(holder), path, its_log, poll,
+                            )  # fmt: skip
+                    elif gone is None:
+                        raise RunLockHeld(
+                            f"{work_dir} is already being trained by {describe(holder)} (lock {path}{its_log}). "
+                            f"Wait for it, or cancel it; if you know it is gone, remove {path}."
+                        )
+                    else:
+                        log.warning("taking over the lock %s of %s: %s", path, describe(holder), gone)
+                if not wait:
+                    if waited is not None:
+                        log.info("waited %.0f s for the lock %s", time.monotonic() - waited, path)
+                    me["since"] = time.strftime("%Y-%m-%d %H:%M:%S")
+                    write_text(path, json.dumps(me) + "\n")
+            finally:
+                fcntl.flock(guard, fcntl.LOCK_UN)
+        if not wait:
+            break
+        time.sleep(poll)
     log.info("holding %s (%s)", path, describe(me))
     try:
         yield path
