@@ -38,6 +38,7 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None, p
     from common.hooks import NonFiniteLossHook, RngStateHook, ValidateResumedEpochHook
     from common.jobs import sha256_text
     from common.launch import adapt_to_device, init_cpu_distributed
+    from common.metric import StudyIoUMetric  # noqa: F401 (registers the validation's metric)
     from common.mmseg_config import missing_tracking_packages
     from common.work_dir import prepare_work_dir
 
@@ -50,6 +51,10 @@ def train(config_path: Path, work_dir: Path, launcher: str = "none", cfg=None, p
         )
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
+    if cfg.val_evaluator.get("type") == "IoUMetric":
+        # the same metric (a subclass, registered by importing common.metric), which also
+        # logs the mIoU before MMSeg rounds it: history.csv's convergence epoch needs it
+        cfg.val_evaluator.type = "StudyIoUMetric"
     device = adapt_to_device(cfg, distributed=launcher != "none")
     if launcher != "none" and device == "cpu":
         init_cpu_distributed(launcher)

@@ -90,6 +90,7 @@ def relative_files(root: Path, skip=("_tta",)) -> set[str]:
         for folder in ("results/demo/runs", "results/demo/tables", "results/demo/figures")
         for p in (root / folder).rglob("*")
         if p.is_file() and not any(s in p.name for s in skip) and ".snakemake_timestamp" not in p.name
+        and p.parent.name != "train-logs"  # named by date and job: compared on their own
     }
 
 
@@ -130,6 +131,10 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
     for variant in ("voc", "vocaug"):
         log = (run_dir(workdir, variant, 2) / "train.log").read_text()
         assert "device: cpu" in log
+        # each training job's log kept under its SLURM job id
+        (kept,) = (run_dir(workdir, variant, 2) / "train-logs").glob("*.log")
+        assert re.fullmatch(r"\d{8}-\d{6}-job(\d+)\.log", kept.name).group(1) in train
+        assert kept.read_text() == log
 
 
 def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):

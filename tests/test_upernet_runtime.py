@@ -170,7 +170,10 @@ def test_study_metric_agrees_with_mmsegs_iou_metric_and_keeps_confusions():
         metric.dataset_meta = meta
         metric.process({}, samples[:3])
         metric.process({}, samples[3:])
-    assert ours.evaluate(6) == theirs.evaluate(6)
+    summary = ours.evaluate(6)
+    unrounded = summary.pop("mIoU_unrounded")  # ours also keeps the mIoU before MMSeg rounds it
+    assert summary == theirs.evaluate(6)
+    assert round(unrounded, 2) == pytest.approx(float(summary["mIoU"]), abs=1e-4) and unrounded != summary["mIoU"]
     assert ours.image_ids == [f"2007_00000{i}" for i in range(6)]
     confusion = ours.per_image_confusion.sum(0)
     assert confusion.sum() == sum(int((s["gt_sem_seg"]["data"] != 255).sum()) for s in samples)
