@@ -252,31 +252,42 @@ def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_cop
     assert per_epoch == -(-train // (2 * DEMO["training"]["batch_per_gpu"]))
 
 
+def submit_lock_holder(tmp_path: Path, work: Path, seconds: int, log_file: str | None = None) -> str:
+    """sbatch a job that holds ``work``'s run lock for ``seconds``; its id, once it holds the lock."""
+    from common.run_lock import lock_path
+
+    holder = tmp_path / "holder.py"
+    log_arg = f", log_file={log_file!r}" if log_file else ""
+    holder.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+        "from common.run_lock import run_lock\n"
+        f"with run_lock({str(work)!r}{log_arg}):\n"
+        f"    time.sleep({seconds})\n"
+    )
+    out = tmp_path / "holder.out"
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-p", "cpu", "--mem=100", "-o", str(out), "--wrap", f"exec {sys.executable} {holder}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    deadline = time.time() + 120
+    while not lock_path(work).exists():
+        if time.time() > deadline:
+            subprocess.run(["scancel", job])
+            pytest.fail(f"the holder job never took the lock: {out.read_text() if out.exists() else ''}")
+        time.sleep(0.2)
+    return job
+
+
 def test_the_lock_of_a_job_that_scancel_ended_is_taken_over(slurm_cluster, tmp_path, caplog):
     """A trainer's SLURM job holds the run's lock; after scancel (no clean-up: the
     process dies on SIGTERM) the next trainer takes it over, saying whose it was."""
     from common.run_lock import RunLockHeld, lock_path, run_lock
 
     work = tmp_path / "work"
-    holder = tmp_path / "holder.py"
-    holder.write_text(
-        "import sys, time\n"
-        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
-        "from common.run_lock import run_lock\n"
-        f"with run_lock({str(work)!r}):\n"
-        "    time.sleep(600)\n"
-    )
-    job = subprocess.run(
-        ["sbatch", "--parsable", "-p", "cpu", "--mem=100", "-o", str(tmp_path / "holder.out"),
-         "--wrap", f"exec {sys.executable} {holder}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+    job = submit_lock_holder(tmp_path, work, 600)
     lock = lock_path(work)
     try:
-        deadline = time.time() + 120
-        while not lock.exists():
-            assert time.time() < deadline, (tmp_path / "holder.out").read_text() if (tmp_path / "holder.out").exists() else ""
-            time.sleep(0.2)
         with pytest.raises(RunLockHeld, match=rf"already being trained by pid \d+ on \S+, SLURM job {job}"):
             with run_lock(work):
                 pass
@@ -301,28 +312,11 @@ def test_a_slurm_job_meeting_a_live_slurm_jobs_lock_waits_for_it(slurm_cluster, 
     """A rerun after a killed snakemake meets the lock of the earlier job SLURM kept
     running: it waits for that job to end, then takes the run (restored or resumed),
     instead of failing and being retried into the same lock."""
-    from common.run_lock import lock_path, run_lock
+    from common.run_lock import run_lock
 
     work = tmp_path / "work"
-    holder = tmp_path / "holder.py"
-    holder.write_text(
-        "import sys, time\n"
-        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
-        "from common.run_lock import run_lock\n"
-        f"with run_lock({str(work)!r}, log_file='holder.log'):\n"
-        "    time.sleep(15)\n"
-    )
-    job = subprocess.run(
-        ["sbatch", "--parsable", "-p", "cpu", "--mem=100", "-o", str(tmp_path / "holder.out"),
-         "--wrap", f"exec {sys.executable} {holder}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    lock = lock_path(work)
+    job = submit_lock_holder(tmp_path, work, 15, log_file="holder.log")
     try:
-        deadline = time.time() + 120
-        while not lock.exists():
-            assert time.time() < deadline, "the holder job never took the lock"
-            time.sleep(0.2)
         monkeypatch.setenv("SLURM_JOB_ID", "999999")  # this process plays the rerun's SLURM job
         caplog.set_level("INFO")
         t0 = time.time()

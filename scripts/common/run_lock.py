@@ -71,21 +71,22 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
-def holder_gone(holder: dict) -> str | None:
-    """Why the lock's holder is known to be gone, or None if it may still train."""
+def holder_gone(holder: dict) -> tuple[str | None, bool]:
+    """(why the lock's holder is known to be gone, or None if it may still train;
+    whether it is a SLURM job that SLURM says is alive)."""
     job = holder.get("slurm_job")
     if job and job != os.environ.get("SLURM_JOB_ID"):
         state = _slurm_job_state(job)
         if state == "":
-            return f"SLURM job {job} is no longer known to SLURM"
+            return f"SLURM job {job} is no longer known to SLURM", False
         if state is not None and state.split()[0] not in ALIVE_STATES:
-            return f"SLURM job {job} is {state}"
+            return f"SLURM job {job} is {state}", False
         if state is not None:
-            return None
+            return None, True
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         if not _process_alive(holder["pid"]):
-            return f"process {holder['pid']} on {holder['host']} has ended"
-    return None
+            return f"process {holder['pid']} on {holder['host']} has ended", False
+    return None, False
 
 
 def _read(path: Path) -> dict | None:
@@ -95,15 +96,6 @@ def _read(path: Path) -> dict | None:
         return None
     except (OSError, ValueError):
         return {}  # unreadable: written by something else, or cut short
-
-
-def _live_slurm_holder(holder: dict) -> bool:
-    """Whether the holder is a SLURM job that SLURM says is still alive (not this one)."""
-    job = holder.get("slurm_job")
-    if not job or job == os.environ.get("SLURM_JOB_ID"):
-        return False
-    state = _slurm_job_state(job)
-    return bool(state) and state.split()[0] in ALIVE_STATES
 
 
 @contextmanager
@@ -134,9 +126,9 @@ def run_lock(work_dir: Path, log_file: Path | None = None, poll: float = 30.0):
             try:
                 holder, wait = _read(path), False
                 if holder is not None:
-                    gone = holder_gone(holder) if holder else "its lock file is unreadable"
+                    gone, live_slurm_job = holder_gone(holder) if holder else ("its lock file is unreadable", False)
                     its_log = f"; its log: {holder['log']}" if holder and holder.get("log") else ""
-                    if gone is None and me["slurm_job"] and _live_slurm_holder(holder):
+                    if gone is None and me["slurm_job"] and live_slurm_job:
                         wait = True
                         if waited is None:
                             waited = time.monotonic()
