@@ -49,4 +49,4 @@ rule all:
     default_target: True
     input:
         run_outputs(),
-        report_outputs(OUT),
+        report_outputs(RESULTS),

@@ -42,7 +42,7 @@ rule extract_voc:
     resources:
         runtime=60,
     params:
-        code=code("extract_archive.py"),
+        code=code_hash("extract_archive.py"),
         md5=config["data"]["voc"]["md5"],
         md5_key="data.voc.md5",
         members={
@@ -72,7 +72,7 @@ rule extract_sbd:
     resources:
         runtime=60,
     params:
-        code=code("extract_archive.py"),
+        code=code_hash("extract_archive.py"),
         md5=config["data"]["sbd"]["md5"],
         md5_key="data.sbd.md5",
         members={
@@ -102,7 +102,7 @@ rule make_trainaug_list:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("make_trainaug_list.py"),
+        code=code_hash("make_trainaug_list.py"),
         official_counts=official_counts(),
     script:
         "../scripts/make_trainaug_list.py"
@@ -132,7 +132,7 @@ rule convert_sbd:
         mem_mb=8000,
         runtime=30,
     params:
-        code=code("convert_sbd.py"),
+        code=code_hash("convert_sbd.py"),
     script:
         "../scripts/convert_sbd.py"
 
@@ -157,8 +157,7 @@ rule convert_coco:
         mem_mb=8000,
         runtime=60,
     params:
-        # its md5 check is extract_archive.py's, imported from it
-        code=[code("convert_coco.py"), code("extract_archive.py")],
+        code=code_hash("convert_coco.py"),
         md5_images=config["data"]["coco_images"]["md5"],
         md5_annotations=config["data"]["coco_annotations"]["md5"],
         md5_keys=["data.coco_images.md5", "data.coco_annotations.md5"],
@@ -185,7 +184,7 @@ rule make_subset:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("make_subset.py"),
+        code=code_hash("make_subset.py"),
         members=get_subset_members,
         subset=get_subset_spec,
     script:
@@ -208,7 +207,7 @@ rule extract_dataset:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("extract_archive.py"),
+        code=code_hash("extract_archive.py"),
         md5=lambda w: config["datasets"][EXTRACTED_DATASETS[w.extracted]].get("md5"),
         md5_key=lambda w: f"datasets.{EXTRACTED_DATASETS[w.extracted]}.md5",
         members=lambda w: {
@@ -235,12 +234,12 @@ rule check_dataset:
     output:
         DATASET_CHECK,
     log:
-        f"{OUT}/datasets/{{dataset}}.log",
+        f"{RESULTS}/datasets/{{dataset}}.log",
     priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
     params:
-        code=code("check_dataset.py"),
+        code=code_hash("check_dataset.py"),
         classes=lambda w: config["datasets"][w.dataset]["classes"],
     script:
         "../scripts/check_dataset.py"

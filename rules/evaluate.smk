@@ -26,7 +26,7 @@ rule evaluate_upernet:
         mem_mb=16000,
         runtime=60,
     params:
-        code=code("evaluate_upernet.py"),
+        code=code_hash("evaluate_upernet.py"),
         tta=False,
         sets={folder: evaluation_key(folder) for folder in EXTRA_EVALUATIONS},
     script:
@@ -45,7 +45,7 @@ use rule evaluate_upernet as evaluate_upernet_dataset with:
         per_image=f"{DATASET_RUN}/confusion_per_image.npz",
         predictions=directory(f"{DATASET_RUN}/predictions"),
     params:
-        code=code("evaluate_upernet.py"),
+        code=code_hash("evaluate_upernet.py"),
         tta=False,
         sets={},
 
@@ -71,7 +71,7 @@ use rule evaluate_upernet as evaluate_upernet_tta with:
         mem_mb=16000,
         runtime=240,
     params:
-        code=code("evaluate_upernet.py"),
+        code=code_hash("evaluate_upernet.py"),
         tta=True,
         sets={},
 
@@ -93,7 +93,7 @@ rule sample_train_images:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("sample_train_images.py"),
+        code=code_hash("sample_train_images.py"),
         train_sets=get_sample_train_sets,
         label_dirs=get_sample_label_dirs,
         size=config["evaluation"]["train_sample"],

@@ -25,7 +25,7 @@ rule summarize_runs:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("summarize_runs.py"),
+        code=code_hash("summarize_runs.py"),
         runs=get_runs_param(view_runs),
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
@@ -50,7 +50,7 @@ rule compare_per_class:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("compare_per_class.py"),
+        code=code_hash("compare_per_class.py"),
         runs=get_runs_param(compared_runs),
         compare=config["report"]["compare"],
         bootstrap=config["report"]["bootstrap"],
@@ -82,7 +82,7 @@ rule plot_per_class:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_per_class.py"),
+        code=code_hash("plot_per_class.py"),
         compare=config["report"]["compare"],
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
@@ -112,7 +112,7 @@ rule plot_learning_curves:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_learning_curves.py"),
+        code=code_hash("plot_learning_curves.py"),
         runs=get_runs_param(view_runs),
         x=config["report"]["learning_curves_x"],
     script:
@@ -137,7 +137,7 @@ rule plot_qualitative:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_qualitative.py"),
+        code=code_hash("plot_qualitative.py"),
         runs=get_runs_param(final_runs),
         images=config["report"]["qualitative_images"],
         how_many=config["report"]["qualitative_count"],
@@ -160,7 +160,7 @@ rule plot_confusion:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_confusion.py"),
+        code=code_hash("plot_confusion.py"),
         runs=get_runs_param(final_runs),
         classes=config["report"]["hard_classes"],
     script:
@@ -184,7 +184,7 @@ rule generalization:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("generalization.py"),
+        code=code_hash("generalization.py"),
         runs=get_runs_param(view_runs),
         ood=OOD,
         bootstrap=config["report"]["bootstrap"],
@@ -207,7 +207,7 @@ rule plot_generalization:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_generalization.py"),
+        code=code_hash("plot_generalization.py"),
         variants=STUDY_VARIANTS,
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
@@ -230,11 +230,11 @@ rule compare_annotations:
         lists=TRAIN_LISTS,
     output:
         csv=report(
-            f"{OUT}/tables/annotations.csv",
+            f"{RESULTS}/tables/annotations.csv",
             caption="../report/annotations_table.rst",
             category="Tables",
         ),
-        md=f"{OUT}/tables/annotations.md",
+        md=f"{RESULTS}/tables/annotations.md",
     log:
         f"logs/compare_annotations/{DATA_KEY}.log",
     benchmark:
@@ -246,8 +246,7 @@ rule compare_annotations:
         mem_mb=8000,
         runtime=30,
     params:
-        # convert_sbd.py's readers are imported from it, not from common/
-        code=[code("compare_annotations.py"), code("convert_sbd.py")],
+        code=code_hash("compare_annotations.py"),
         variants=_canonical(WHOLE_LIST_VARIANTS),
     script:
         "../scripts/compare_annotations.py"
@@ -269,7 +268,7 @@ rule plot_annotations:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_annotations.py"),
+        code=code_hash("plot_annotations.py"),
         compare=config["report"]["compare"],
     script:
         "../scripts/plot_annotations.py"
@@ -293,7 +292,7 @@ rule attribution:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("attribution.py"),
+        code=code_hash("attribution.py"),
         runs=get_runs_param(attribution_runs),
         parts=ATTRIBUTION,
         bootstrap=config["report"]["bootstrap"],
@@ -322,7 +321,7 @@ rule plot_data_scaling:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("plot_data_scaling.py"),
+        code=code_hash("plot_data_scaling.py"),
         runs=get_runs_param(scaling_runs),
         sources=ANNOTATION_SOURCES,
         ood=OOD,
@@ -347,7 +346,7 @@ rule findings:
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("findings.py"),
+        code=code_hash("findings.py"),
         compare=config["report"]["compare"],
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
@@ -360,8 +359,9 @@ rule snapshot:
         report_outputs(SNAPSHOT),
 
 
-# Fine-tuning from a trained run against training from zero, on each dataset of `datasets`.
-rule finetune:
+# Fine-tuning from a trained run against training from zero, on each dataset of `datasets`
+# (tables/finetune, figures/finetune).
+rule compare_finetuning:
     input:
         per_image=get_view_files("confusion_per_image.npz", finetune_runs),
         history=get_view_files("history.csv", finetune_runs),
@@ -379,11 +379,11 @@ rule finetune:
         ),
         pdf="{view}/figures/finetune.pdf",
     log:
-        "logs/finetune/{view}.log",
+        "logs/compare_finetuning/{view}.log",
     conda:
         "../envs/plots.yaml"
     params:
-        code=code("finetune.py"),
+        code=code_hash("compare_finetuning.py"),
         runs=get_runs_param(finetune_runs),
         variants=FINETUNE_VARIANTS,
         pairs=FINETUNE_PAIRS,
@@ -391,4 +391,4 @@ rule finetune:
         classes=DATASET_CLASSES,
         bootstrap=config["report"]["bootstrap"],
     script:
-        "../scripts/finetune.py"
+        "../scripts/compare_finetuning.py"

@@ -13,18 +13,18 @@ localrules:
     predict,
 
 
-PREDICT_RUNS = final_runs(OUT)
+PREDICT_RUNS = final_runs(RESULTS)
 
 
 rule predict_images:
     input:
         configs=[f"{RUN.format_map(run)}/config.py" for run in PREDICT_RUNS],
         checkpoints=[f"{RUN.format_map(run)}/final.pth" for run in PREDICT_RUNS],
-        images=lambda w: planned_folder(config["predict"]["images"], OUT, w.folder),
+        images=lambda w: planned_folder(config["predict"]["images"], RESULTS, w.folder),
     output:
-        directory(f"{OUT}/predict/{{folder}}"),
+        directory(f"{RESULTS}/predict/{{folder}}"),
     log:
-        f"logs/predict/{OUT}/{{folder}}.log",
+        f"logs/predict/{RESULTS}/{{folder}}.log",
     wildcard_constraints:
         folder=r"[^/]+",
     conda:
@@ -36,13 +36,13 @@ rule predict_images:
         mem_mb=16000,
         runtime=30,
     params:
-        code=code("predict_images.py"),
+        code=code_hash("predict_images.py"),
         runs=_canonical(PREDICT_RUNS),
-        images=lambda w: planned_folder(config["predict"]["images"], OUT, w.folder),
+        images=lambda w: planned_folder(config["predict"]["images"], RESULTS, w.folder),
     script:
         "../scripts/predict_images.py"
 
 
 rule predict:
     input:
-        lambda w: planned_output(config["predict"]["images"], OUT),
+        lambda w: planned_output(config["predict"]["images"], RESULTS),

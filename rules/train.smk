@@ -37,7 +37,7 @@ rule recipe_check:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("recipe_check.py"),
+        code=code_hash("recipe_check.py"),
         runs=recipe_checks(),
     script:
         "../scripts/recipe_check.py"
@@ -46,7 +46,7 @@ rule recipe_check:
 # `snakemake check`: that table on the terminal, before a sweep is submitted
 rule check:
     input:
-        f"{OUT}/tables/recipe_check.md",
+        f"{RESULTS}/tables/recipe_check.md",
     log:
         "logs/check.log",
     conda:
@@ -85,7 +85,7 @@ rule render_mmseg_config:
     conda:
         "../envs/data.yaml"
     params:
-        code=code("render_mmseg_config.py"),
+        code=code_hash("render_mmseg_config.py"),
         run=get_run_settings,
     script:
         "../scripts/render_mmseg_config.py"
@@ -124,7 +124,7 @@ rule train_upernet:
         # unlike params, may change between attempts without a rerun)
         attempt=get_attempt,
     params:
-        code=code("train_upernet.py"),
+        code=code_hash("train_upernet.py"),
         work_dir=WORK,
     script:
         "../scripts/train_upernet.py"
@@ -137,9 +137,9 @@ rule init_weights:
     input:
         checkpoint=get_init_source,
     output:
-        f"{OUT}/init/{{variant}}.pth",
+        f"{RESULTS}/init/{{variant}}.pth",
     log:
-        f"{OUT}/init/{{variant}}.log",
+        f"{RESULTS}/init/{{variant}}.log",
     priority: DATA_PRIORITY
     conda:
         "../envs/train.yaml"
@@ -147,7 +147,7 @@ rule init_weights:
         mem_mb=4000,
         runtime=15,
     params:
-        code=code("init_weights.py"),
+        code=code_hash("init_weights.py"),
         init_from=lambda w: VARIANT_SETTINGS[w.variant]["init_from"],
     script:
         "../scripts/init_weights.py"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common.attribution import part_text, run_name, sentence
 from common.jobs import markdown_table, start_log, write_csv, write_text
-from common.stats import decimals_for, group_per_image, paired_bootstrap, precision_note, unsettled
+from common.stats import change_columns, decimals_for, group_per_image, paired_bootstrap, precision_note, unsettled
 
 log = logging.getLogger("attribution")
 
@@ -45,12 +45,7 @@ def attribute(parts: list[dict], groups: dict, bootstrap: dict) -> list[dict]:
                 "measured": True,
                 "from_mIoU": 100 * float(result["miou_baseline"]),
                 "to_mIoU": 100 * float(result["miou_other"]),
-                "change": 100 * float(result["miou_change"]),
-                "low": 100 * float(result["miou_change_low"]),
-                "high": 100 * float(result["miou_change_high"]),
-                "mc_error": 100 * max(float(result["miou_change_low_error"]), float(result["miou_change_high_error"])),
-                "low_mc_error": 100 * float(result["miou_change_low_error"]),
-                "high_mc_error": 100 * float(result["miou_change_high_error"]),
+                **change_columns(result),
                 "seeds_from": len(a),
                 "seeds_to": len(b),
             }

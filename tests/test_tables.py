@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import compare_per_class
-import finetune
+import compare_finetuning
 import findings
 import generalization
 from common.attribution import part_text, sentence
@@ -56,7 +56,7 @@ def test_no_table_prints_a_plus_sign_on_a_negative_bound():
              "seeds": "1, 1", "scratch_mIoU": 50.0, "finetuned_mIoU": 52.0, "change": 2.0, "low": -0.46,
              "high": 4.2, "mc_error": 0.3, "scratch_epoch1": 10.0, "finetuned_epoch1": 20.0, "epochs": 6,
              "reaches_scratch_at": 3}  # fmt: skip
-    assert "+2 [-0, +4]" in finetune.markdown([tuned], 0.95, [])
+    assert "+2 [-0, +4]" in compare_finetuning.markdown([tuned], 0.95, [])
 
     per_class = per_class_table(change=(-0.2, -0.46, 0.3), error=0.3)
     assert cells(per_class, "aeroplane")[-1].startswith("-0 [-0, +0]")
@@ -153,7 +153,7 @@ def test_finetune_attribution_and_findings_mark_an_unsettled_bound():
              "seeds": "1, 1", "scratch_mIoU": 50.0, "finetuned_mIoU": 52.0, "change": 2.0, "low": 0.7,
              "high": 4.2, "mc_error": 1.2, "low_mc_error": 0.2, "high_mc_error": 1.2, "scratch_epoch1": 10.0,
              "finetuned_epoch1": 20.0, "epochs": 6, "reaches_scratch_at": 3}  # fmt: skip
-    text = finetune.markdown([tuned], 0.95, [])
+    text = compare_finetuning.markdown([tuned], 0.95, [])
     assert f"+2 [+1, +4{MARK}]" in text and "at most 1.2 points" in text
 
     part = {"part": "total", "measured": True, "from": "voc e6", "to": "vocaug e6", **{

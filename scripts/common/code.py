@@ -30,15 +30,17 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _version(path: Path) -> tuple:
+    """What tells an edit of ``path`` (the caches below hash each version once)."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
 @lru_cache(maxsize=None)
-def _parse(path: Path) -> ast.AST:
-    return ast.parse(path.read_text(), filename=str(path))
-
-
-def _project_imports(tree: ast.AST, scripts: Path) -> set[Path]:
-    """The files of package ``common`` that ``tree`` imports."""
+def _imports(path: Path, version: tuple, scripts: Path) -> frozenset[Path]:
+    """The files of package ``common`` that ``path`` imports (once per version of it)."""
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         names = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -54,7 +56,7 @@ def _project_imports(tree: ast.AST, scripts: Path) -> set[Path]:
                         found.add(candidate)
                 # `import common.x` also runs common/__init__.py
                 found.add(scripts / PACKAGE / "__init__.py")
-    return found
+    return frozenset(found)
 
 
 def code_files(script, scripts=None) -> list[Path]:
@@ -67,7 +69,7 @@ def code_files(script, scripts=None) -> list[Path]:
         if path in seen:
             continue
         seen.add(path)
-        todo.extend(_project_imports(_parse(path), scripts) - seen)
+        todo.extend(_imports(path, _version(path), scripts) - seen)
     files = set(seen)
     for path in seen:
         for extra in DATA_FILES.get(path.relative_to(scripts).as_posix() if path.is_relative_to(scripts) else "", []):
@@ -76,18 +78,24 @@ def code_files(script, scripts=None) -> list[Path]:
     return sorted(files)
 
 
-def _content(path: Path) -> bytes:
+@lru_cache(maxsize=None)
+def _content_digest(path: Path, version: tuple) -> bytes:
+    """The sha256 of a file's content as hashed here (once per version of the file)."""
     if path.suffix == ".py":
-        return ast.dump(_without_docstrings(ast.parse(path.read_text()))).encode()
-    return path.read_bytes()
+        content = ast.dump(_without_docstrings(ast.parse(path.read_text()))).encode()
+    else:
+        content = path.read_bytes()
+    return hashlib.sha256(content).digest()
 
 
 def code_digest(script, scripts=None) -> str:
-    """A short hash of what ``script`` runs (see the module's docstring)."""
+    """A short hash of what ``script`` runs (see the module's docstring).  Each file is
+    parsed and hashed once per process while it is unchanged (planning asks for a
+    rule's hash once per job)."""
     script = Path(script).resolve()
     scripts = Path(scripts).resolve() if scripts else script.parent
     digest = hashlib.sha256()
     for path in code_files(script, scripts):
         digest.update(path.relative_to(scripts).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(_content(path)).digest())
+        digest.update(_content_digest(path, _version(path)))
     return digest.hexdigest()[:16]

@@ -206,6 +206,20 @@ def paired_bootstrap(
     return result
 
 
+def change_columns(result: dict) -> dict[str, float]:
+    """The mIoU change of a paired_bootstrap result and its interval, in points, with the
+    Monte Carlo error of each bound (a table's change, low, high, *mc_error columns)."""
+    low_error, high_error = float(result["miou_change_low_error"]), float(result["miou_change_high_error"])
+    return {
+        "change": 100 * float(result["miou_change"]),
+        "low": 100 * float(result["miou_change_low"]),
+        "high": 100 * float(result["miou_change_high"]),
+        "mc_error": 100 * max(low_error, high_error),
+        "low_mc_error": 100 * low_error,
+        "high_mc_error": 100 * high_error,
+    }
+
+
 def set_bootstrap(
     sets: dict[str, list[np.ndarray]],
     gaps: list[tuple[str, str]],

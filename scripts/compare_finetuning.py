@@ -1,4 +1,4 @@
-"""Fine-tuning against training from zero on your own datasets (rule finetune):
+"""Fine-tuning against training from zero on your own datasets (rule compare_finetuning):
 ``tables/finetune.{csv,md}`` and ``figures/finetune.{png,pdf}``.
 
 Per dataset of the config's ``datasets``, every variant that starts from another
@@ -17,9 +17,9 @@ import numpy as np
 
 from common.jobs import markdown_table, start_log, write_csv, write_text
 from common.run_files import read_history
-from common.stats import decimals_for, group_per_image, interval_text, paired_bootstrap, precision_note, unsettled
+from common.stats import change_columns, decimals_for, group_per_image, interval_text, paired_bootstrap, precision_note, unsettled
 
-log = logging.getLogger("finetune")
+log = logging.getLogger("compare_finetuning")
 
 COLUMNS = ["dataset", "budget", "scratch", "finetuned", "init_from", "seeds", "scratch_mIoU", "finetuned_mIoU",
            "change", "low", "high", "mc_error", "low_mc_error", "high_mc_error", "scratch_epoch1", "finetuned_epoch1",
@@ -62,12 +62,7 @@ def compare(pairs: list[dict], groups: dict, curves: dict, bootstrap: dict) -> l
                 "seeds": f"{len(groups[scratch])}, {len(groups[tuned])}",
                 "scratch_mIoU": scratch_final,
                 "finetuned_mIoU": 100 * float(result["miou_other"]),
-                "change": 100 * float(result["miou_change"]),
-                "low": 100 * float(result["miou_change_low"]),
-                "high": 100 * float(result["miou_change_high"]),
-                "mc_error": 100 * max(float(result["miou_change_low_error"]), float(result["miou_change_high_error"])),
-                "low_mc_error": 100 * float(result["miou_change_low_error"]),
-                "high_mc_error": 100 * float(result["miou_change_high_error"]),
+                **change_columns(result),
                 "scratch_epoch1": curves[scratch][1][0],
                 "finetuned_epoch1": curves[tuned][1][0],
                 "epochs": curves[tuned][0][-1],
