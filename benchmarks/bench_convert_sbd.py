@@ -10,9 +10,10 @@ struct with 20 sparse Boundaries), then converts them with
 
 at 1 and 2 processes, checks that every output pixel is identical, and
 prints images/s and the ratio.  Not a test: times on a shared machine are
-only comparable within one run.
+only comparable within one run.  ``--smoke``: 20 files, 1 repeat, to check
+that the benchmark still runs (tests/test_benchmarks.py); its times mean nothing.
 
-    .venv/bin/python benchmarks/bench_convert_sbd.py [--files 2000] [--repeats 2]
+    .venv/bin/python benchmarks/bench_convert_sbd.py [--files 2000] [--repeats 2] [--smoke]
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for each timing")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--smoke", action="store_true", help="20 files, 1 repeat: does it still run?")
     args = parser.parse_args()
+    if args.smoke:
+        args.files, args.repeats = 20, 1
 
     work = Path(tempfile.mkdtemp(prefix="bench-convert-sbd-"))
     try:

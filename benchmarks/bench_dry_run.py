@@ -4,9 +4,11 @@ Plans, with ``snakemake -n --profile profiles/slurm`` in a fresh checkout (no
 data, as on a login node), a config of 5 variants x 10 epoch counts x 10 seeds
 = 500 runs (render + train + evaluate per run, plus data and figure jobs), and
 a trivial three-rule Snakefile with the same number of jobs; interleaved, best
-of N.  Not a test: a time is a ratio within one run.
+of N.  Not a test: a time is a ratio within one run.  ``--smoke``: 2 variants x
+2 epoch counts x 1 seed, 1 repeat, to check that the benchmark still runs
+(tests/test_benchmarks.py); its times mean nothing.
 
-    .venv/bin/python benchmarks/bench_dry_run.py [--repeats 3]
+    .venv/bin/python benchmarks/bench_dry_run.py [--repeats 3] [--smoke]
 """
 
 import argparse
@@ -60,7 +62,10 @@ def plan(workdir: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="4 runs, 1 repeat: does it still run?")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats = 1
     work = Path(tempfile.mkdtemp(prefix="bench-dry-run-"))
     try:
         study = work / "study"
@@ -79,6 +84,9 @@ def main() -> None:
         )
         config["epochs"] = [10, 20, 30, 40, 50, 75, 100, 125, 150, 200]
         config["seeds"] = list(range(10))
+        if args.smoke:
+            config["variants"] = dict(list(config["variants"].items())[:2])
+            config["epochs"], config["seeds"] = config["epochs"][:2], [0]
         (study / "config/config.yaml").write_text(yaml.safe_dump(config))
         runs = len(config["variants"]) * len(config["epochs"]) * len(config["seeds"])
 

@@ -36,8 +36,8 @@ from common.annotations import (
     class_frequency,
 )
 from common.jobs import markdown_table, start_log, write_csv, write_text
+from common.labels import LabelError, check_label, read_sbd_label, read_voc_label
 from common.voc import CLASSES, NUM_CLASSES, read_id_list
-from convert_sbd import LabelError, check_label, read_sbd_label, read_voc_label
 
 log = logging.getLogger("compare_annotations")
 

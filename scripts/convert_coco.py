@@ -26,7 +26,6 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from common.coco import (
@@ -39,8 +38,9 @@ from common.coco import (
     select_images,
     voc_label,
 )
+from common.archives import ArchiveError, check_md5
 from common.jobs import start_log
-from extract_archive import ArchiveError, check_md5
+from common.labels import write_label_png
 
 log = logging.getLogger("convert_coco")
 
@@ -79,13 +79,6 @@ def check_jpeg(data: bytes, image: CocoImage, path: Path) -> None:
             f"{path}: member {image.member} is {size[0]}x{size[1]}, "
             f"but the annotations say {image.width}x{image.height}"
         )
-
-
-def write_label_png(path: Path, label: np.ndarray) -> None:
-    # The settings of convert_sbd.py's labels: fast, small, the same pixels.
-    # a uint8 2-D array is a grey ("L") image (Pillow 13 drops fromarray's mode argument)
-    image = Image.fromarray(label.astype(np.uint8, copy=False))
-    image.save(path, format="PNG", compress_level=1, compress_type=3)
 
 
 def _temporary(dest: Path) -> Path:

@@ -19,23 +19,10 @@ import time
 import zlib
 from pathlib import Path
 
-from common.jobs import md5sum, start_log
+from common.archives import ArchiveError, check_md5
+from common.jobs import start_log
 
 log = logging.getLogger("extract_archive")
-
-
-class ArchiveError(RuntimeError):
-    pass
-
-
-def check_md5(archive: Path, expected: str | None, key: str) -> None:
-    if expected is None:
-        log.warning("%s: %s is null, the archive is not verified", archive, key)
-        return
-    actual = md5sum(archive)
-    if actual != expected.lower():
-        raise ArchiveError(f"{archive}: md5 is {actual}, but {key} says {expected}")
-    log.info("%s: md5 %s verified", archive, actual)
 
 
 def check_member(archive: Path, member: tarfile.TarInfo) -> None:

@@ -4,14 +4,11 @@ in the VOC palette, 255 shown as ignore (rule plot_qualitative)."""
 from pathlib import Path
 
 import numpy as np
-from matplotlib.patches import Patch
 from PIL import Image
 
 from common.jobs import start_log
-from common.plots import plt, run_label, save
-from common.voc import CLASSES, palette, read_id_list
-
-IGNORE_RGB = (255, 255, 255)
+from common.plots import IGNORE_RGB, LEGEND_COLUMNS, class_handles, run_label, save, tile_grid
+from common.voc import palette, read_id_list
 
 
 def pick_images(val_ids: list[str], chosen, count: int) -> list[str]:
@@ -34,10 +31,8 @@ def colourize(label: np.ndarray) -> np.ndarray:
 
 def panel(ids, images_dir: Path, labels_dir: Path, runs, prediction_dirs):
     columns = ["image", "ground truth", *[run_label(r) for r in runs]]
-    fig, axes = plt.subplots(len(ids), len(columns), figsize=(2.6 * len(columns), 2.3 * len(ids) + 0.8),
-                             squeeze=False)  # fmt: skip
-    present = set()
-    for row, image_id in enumerate(ids):
+    rows, present = [], set()
+    for image_id in ids:
         label = np.asarray(Image.open(labels_dir / f"{image_id}.png"))
         tiles = [np.asarray(Image.open(images_dir / f"{image_id}.jpg").convert("RGB")), colourize(label)]
         present |= set(np.unique(label).tolist())
@@ -45,22 +40,16 @@ def panel(ids, images_dir: Path, labels_dir: Path, runs, prediction_dirs):
             prediction = np.asarray(Image.open(Path(directory) / f"{image_id}.png"))
             present |= set(np.unique(prediction).tolist())
             tiles.append(colourize(prediction))
-        for col, tile in enumerate(tiles):
-            ax = axes[row, col]
-            ax.imshow(tile)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(columns[col], fontsize=10)
-        axes[row, 0].set_ylabel(image_id, fontsize=8)
-    colours = np.array(palette(), dtype=float).reshape(256, 3) / 255
-    handles = [Patch(color=colours[c], label=CLASSES[c]) for c in sorted(present) if c < len(CLASSES)]
-    if 255 in present:
-        handles.append(Patch(facecolor=np.array(IGNORE_RGB) / 255, edgecolor="grey", label="ignore (255)"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False, fontsize=8)
-    fig.suptitle("VOC 2012 val: predictions of each variant's longest run")
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 6), 1, 1))
-    return fig
+        rows.append((image_id, tiles))
+    handles = class_handles(present)
+    return tile_grid(
+        rows,
+        columns,
+        "VOC 2012 val: predictions of each variant's longest run",
+        figsize=(2.6 * len(columns), 2.3 * len(ids) + 0.8),
+        bottom=0.06 + 0.02 * (len(handles) // LEGEND_COLUMNS),
+        handles=handles,
+    )
 
 
 def main(snakemake) -> None:

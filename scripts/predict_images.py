@@ -36,7 +36,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PANEL_ROWS = 12  # at most this many pictures in panel.png (every one has its own PNG)
 ALPHA = 0.55  # opacity of the class colours over the picture
 TILE_INCHES = 3.2
-LEGEND_COLUMNS = 6
 
 
 class PredictError(ValueError):
@@ -184,47 +183,23 @@ def overlay(rgb, label, alpha: float = ALPHA):
     return blended.round().astype(np.uint8)
 
 
-def legend_handles(present) -> list:
-    import numpy as np
-    from matplotlib.patches import Patch
-
-    from common.voc import CLASSES, palette
-
-    colours = np.array(palette(), dtype=float).reshape(256, 3) / 255
-    return [Patch(color=colours[c], label=CLASSES[c]) for c in sorted(present) if 0 < c < len(CLASSES)]
-
-
 def grid(rows, columns: list[str], title: str):
     """A figure of ``rows`` (name, [tiles], classes) x ``columns``, with a legend of the classes shown."""
-    from common.plots import plt
+    from common.plots import LEGEND_COLUMNS, class_handles, tile_grid
 
-    handles = legend_handles(set().union(*(classes for _, _, classes in rows)))
+    handles = class_handles(set().union(*(classes for _, _, classes in rows)), background=False)
     legend_inches = 0.25 + 0.2 * -(-len(handles) // LEGEND_COLUMNS)
     heights = [max(0.4, min(2.0, tiles[0].shape[0] / tiles[0].shape[1])) for _, tiles, _ in rows]
     height = TILE_INCHES * sum(heights) + 0.6 + legend_inches
-    fig, axes = plt.subplots(
-        len(rows),
-        len(columns),
+    return tile_grid(
+        [(name, tiles) for name, tiles, _ in rows],
+        columns,
+        title,
         figsize=(TILE_INCHES * len(columns), height),
-        gridspec_kw={"height_ratios": heights},
-        squeeze=False,
+        bottom=legend_inches / height,
+        handles=handles,
+        height_ratios=heights,
     )
-    for r, (name, tiles, _) in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            ax = axes[r, c]
-            ax.imshow(tile)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=10)
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    if handles:
-        fig.legend(
-            handles=handles, loc="lower center", ncol=min(LEGEND_COLUMNS, len(handles)), frameon=False, fontsize=8
-        )
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, legend_inches / height, 1, 1))
-    return fig
 
 
 def save_figure(fig, path: Path) -> None:

@@ -22,8 +22,9 @@ from common.annotations import (
     class_frequency,
     label_frequency,
 )
+from common.labels import LabelError
 from common.voc import CLASSES
-from convert_sbd import LabelError, convert_all, plan_conversion
+from convert_sbd import convert_all, plan_conversion
 from make_mini_voc import COARSE_CLASSES
 from plot_annotations import agreement_and_change, correlations, plot
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from common.archives import ArchiveError, check_md5
 from common.download import DownloadError, download
-from extract_archive import ArchiveError, check_md5, extract_members
+from extract_archive import extract_members
 
 
 # --- extraction ------------------------------------------------------------

@@ -17,9 +17,10 @@ from PIL import Image
 
 from attribution import attribute
 from common.attribution import model_key, plan_attribution
+from common.labels import read_sbd_label
 from common.subsets import SubsetError, annotation_source, budget_epochs, choose_subset, iterations_per_epoch
 from common.subsets import subset_size
-from convert_sbd import convert_all, plan_conversion, read_sbd_label
+from convert_sbd import convert_all, plan_conversion
 from make_trainaug_list import make_lists
 
 NO_CONDA = ("--software-deployment-method", "env-modules")

@@ -27,8 +27,8 @@ from common.coco import (
     rle_string_counts,
     voc_label,
 )
+from common.archives import ArchiveError
 from common.voc import CLASSES
-from extract_archive import ArchiveError
 from make_mini_coco import (
     ANNOTATIONS_ARCHIVE_NAME,
     IMAGES_ARCHIVE_NAME,

@@ -13,15 +13,9 @@ import scipy.sparse
 from conftest import read_ids
 from PIL import Image
 
-from convert_sbd import (
-    LabelError,
-    UnknownMatLayout,
-    convert_all,
-    plan_conversion,
-    read_gtcls_segmentation,
-    read_sbd_label,
-)
+from common.labels import LabelError, UnknownMatLayout, read_gtcls_segmentation, read_sbd_label
 from common.voc import palette as voc_palette
+from convert_sbd import convert_all, plan_conversion
 from make_mini_voc import mat_bytes, png_bytes, sbd_cls_mat
 
 
