@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,11 @@ def write_config(workdir: Path, name: str, study_variants_only: bool = False, **
     return f"config/{name}.yaml"
 
 
+# conda itself is not installed here (its channels are unreachable), and Snakemake
+# asks `conda info` even when planning with the SLURM profile: dry runs swap only that setting.
+NO_CONDA = ("--software-deployment-method", "env-modules")
+
+
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """{rule: count} from the job table of a dry run."""
     jobs, table = {}, False
@@ -154,6 +160,20 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
         elif table and parts[:1] == ["total"]:
             break
     return jobs
+
+
+def runtimes(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """{output of each train_upernet job: its runtime request} from a dry run."""
+    found, rule, output = {}, None, None
+    for line in (result.stdout + result.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("rule ") or line.startswith("localrule "):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("output:"):
+            output = line.split()[1].rstrip(",")
+        elif line.startswith("resources:") and rule == "train_upernet":
+            found[output] = int(re.search(r"runtime=(\d+)", line).group(1))
+    return found
 
 
 # What `make demo` leaves in the checkout and the study fixture can start from:
@@ -194,6 +214,21 @@ def study(tmp_path_factory, mini_archives) -> Path:
     print(f"study fixture: {'from make demo, ' if reused else ''}{result.stderr.count('Finished jobid')} jobs ran")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return workdir
+
+
+def copy_study(study: Path, dest: Path) -> Path:
+    """``study`` copied to ``dest`` with Snakemake's metadata and mtimes, without the
+    training work dirs (every epoch's checkpoints, GBs): for tests of what follows
+    training, which never read them."""
+    results = study / OUT
+    shutil.copytree(study, dest, symlinks=True, ignore=lambda folder, _: ["work"] if Path(folder) == results else [])
+    return dest
+
+
+@pytest.fixture
+def study_copy(study, tmp_path) -> Path:
+    """A copy of the finished demo study, for a test to change (see copy_study)."""
+    return copy_study(study, tmp_path / "study")
 
 
 def run_dir(workdir: Path, variant: str, epochs: int | str, seed: int = 0) -> Path:

@@ -13,39 +13,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
-from conftest import DATA_KEY, DEMO, DEMO_ALL_RUNS, DEMO_RUNS, OUT, REPO, planned_jobs, run_dir, run_snakemake, write_config
+from conftest import DATA_KEY, DEMO, DEMO_ALL_RUNS, DEMO_RUNS, OUT, REPO, copy_study, copy_workflow, planned_jobs, run_dir, run_snakemake, runtimes, write_config
 
 from common.code import code_digest
 from common.config_files import ConfigFileError, load_config_file
-from common.cost import runtime_request, train_minutes
+from common.sizing import runtime_request, train_minutes
 from common.run_files import RunFileError, check_checkpoint, read_attempts, read_confusion, read_history, read_metrics, read_per_image
 from common.run_lock import RunLockHeld, lock_path, run_lock
-
-
-def runtimes(result) -> dict[str, int]:
-    """{output of each train_upernet job: its runtime request} from a dry run."""
-    found, rule, output = {}, None, None
-    for line in (result.stdout + result.stderr).splitlines():
-        line = line.strip()
-        if line.startswith("rule ") or line.startswith("localrule "):
-            rule = line.split()[1].rstrip(":")
-        elif line.startswith("output:"):
-            output = line.split()[1].rstrip(",")
-        elif line.startswith("resources:") and rule == "train_upernet":
-            found[output] = int(re.search(r"runtime=(\d+)", line).group(1))
-    return found
-
-
-@pytest.fixture
-def study_copy(study, tmp_path):
-    """A copy of the finished demo study (with Snakemake's metadata and mtimes)."""
-    copy = tmp_path / "study"
-    shutil.copytree(study, copy, symlinks=True)
-    return copy
 
 
 # ---- 1 + 2. runtime requests from the job's own data; the demo beside a real study ----
@@ -63,36 +42,44 @@ def test_the_real_study_plans_from_official_counts_beside_the_demo_data(study):
     assert cost.returncode == 0 and "about 59.6 GPU-hours" in cost.stdout + cost.stderr
 
 
-def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(workflow_copy):
+@pytest.fixture(scope="module")
+def voc_run(tmp_path_factory, mini_archives) -> SimpleNamespace:
+    """voc e1-s0 planned (no data yet) and trained in a workflow copy of its own, with
+    estimates far off (the tests read it, or work on a copy)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("voc_run"), mini_archives)
+    huge = {"train": 10**7, "val": 10**7, "trainaug": 10**7, "aug": 10**7}
+    config = write_config(workdir, "estimates", study_variants_only=True, epochs=[1], estimates={"split_sizes": huge, "partition_time_limit": None})
+    target = f"{OUT}/runs/voc/e1-s0/history.csv"
+    plan = run_snakemake(workdir, "-n", target, "--configfile", config)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    result = run_snakemake(workdir, target, "--cores", "2", "--configfile", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return SimpleNamespace(dir=workdir, config=config, target=target, plan=plan)
+
+
+def test_a_training_job_asks_for_the_runtime_of_the_lists_it_trains_on(voc_run):
     """Estimates far off, no data at planning: the job's request, made when it is
     submitted, follows the lists the data stage wrote."""
-    huge = {"train": 10**7, "val": 10**7, "trainaug": 10**7, "aug": 10**7}
-    config = write_config(workflow_copy, "estimates", study_variants_only=True, epochs=[1], estimates={"split_sizes": huge, "partition_time_limit": None})
-    target = f"{OUT}/runs/voc/e1-s0/history.csv"
-    plan = run_snakemake(workflow_copy, "-n", target, "--configfile", config)
-    planned = runtimes(plan)[f"{OUT}/runs/voc/e1-s0/final.pth"]
-    result = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    planned = runtimes(voc_run.plan)[f"{OUT}/runs/voc/e1-s0/final.pth"]
     actual = runtime_request(train_minutes(40, 30, 1, 1, 20, 1), 1)  # the mini lists: 40 train, 30 val
     assert planned > 1000 * actual
-    log = (run_dir(workflow_copy, "voc", 1) / "train.log").read_text()
+    log = (run_dir(voc_run.dir, "voc", 1) / "train.log").read_text()
     assert f"runtime request {actual} min" in log
 
 
 # ---- 3. a retrain retrains; every attempt counts ----------------------------------
-def test_a_finished_run_asked_again_is_restored_and_new_training_code_retrains(workflow_copy):
-    config = write_config(workflow_copy, "two", study_variants_only=True, epochs=[2])
-    target = f"{OUT}/runs/voc/e2-s0/history.csv"
-    out, work = run_dir(workflow_copy, "voc", 2), f"{OUT}/work/voc/e2-s0"
-    first = run_snakemake(workflow_copy, target, "--cores", "2", "--configfile", config)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_a_finished_run_asked_again_is_restored_and_new_training_code_retrains(voc_run, tmp_path):
+    workflow_copy = tmp_path / "workflow"  # voc_run's, finished, with Snakemake's metadata and mtimes
+    shutil.copytree(voc_run.dir, workflow_copy, symlinks=True)
+    config, target = voc_run.config, voc_run.target
+    out, work = run_dir(workflow_copy, "voc", 1), f"{OUT}/work/voc/e1-s0"
     trained = torch.load(out / "final.pth", map_location="cpu")["state_dict"]
 
     # final.pth lost (or deleted by `--delete-all-output` as root), then --forcerun:
     # both get the finished model back from the work dir, no training
     (out / "final.pth").unlink()
     for extra in ([], ["--forcerun", "train_upernet"]):
-        again = run_snakemake(workflow_copy, f"{OUT}/runs/voc/e2-s0/final.pth", "--cores", "2", *extra, "--configfile", config)
+        again = run_snakemake(workflow_copy, f"{OUT}/runs/voc/e1-s0/final.pth", "--cores", "2", *extra, "--configfile", config)
         assert again.returncode == 0, again.stderr[-3000:]
         log = (out / "train.log").read_text()
         assert "with the same config and training code: restoring its outputs" in log, log[-3000:]
@@ -101,7 +88,7 @@ def test_a_finished_run_asked_again_is_restored_and_new_training_code_retrains(w
         restored = torch.load(out / "final.pth", map_location="cpu")["state_dict"]
         assert restored.keys() == trained.keys() and all(torch.equal(restored[k], trained[k]) for k in trained)
     assert [a["status"] for a in read_attempts(out / "attempts.tsv")] == ["finished", "restored", "restored"]
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1]
 
     # new training code: a real retrain, which keeps the earlier attempts' hours on record
     script = workflow_copy / "scripts/train_upernet.py"
@@ -111,14 +98,14 @@ def test_a_finished_run_asked_again_is_restored_and_new_training_code_retrains(w
     log = (out / "train.log").read_text()
     assert "finished before" in log and "with other training code" in log and f"set {work} aside as {work}.old-1" in log
     assert "training starts at epoch 0" in log and "resuming from" not in log
-    assert (workflow_copy / f"{work}.old-1" / "epoch_2.pth").exists()
+    assert (workflow_copy / f"{work}.old-1" / "epoch_1.pth").exists()
     attempts = read_attempts(out / "attempts.tsv")
     assert [a["status"] for a in attempts] == [
-        "finished, set aside as e2-s0.old-1", "restored, set aside as e2-s0.old-1",
-        "restored, set aside as e2-s0.old-1", "finished",
+        "finished, set aside as e1-s0.old-1", "restored, set aside as e1-s0.old-1",
+        "restored, set aside as e1-s0.old-1", "finished",
     ]  # fmt: skip
     assert [a["start"] for a in attempts][-1] == "epoch 0"
-    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1]
     # every job's log was kept: one training, two restores, one retraining
     assert len(list((out / "train-logs").glob("*.log"))) == 4
 
@@ -137,7 +124,9 @@ def test_the_summary_counts_every_attempt(tmp_path):
 
 # ---- 4. one trainer per run -----------------------------------------------------------
 def test_a_second_trainer_is_refused_and_killing_snakemake_stops_the_first(workflow_copy):
-    config = write_config(workflow_copy, "long", study_variants_only=True, epochs=[100])
+    # a log line every step: the first trainer's log is seen to grow within seconds
+    training = {**DEMO["training"], "log_interval": 1}
+    config = write_config(workflow_copy, "long", study_variants_only=True, epochs=[100], training=training)
     target = f"{OUT}/runs/voc/e100-s0/history.csv"
     lock = lock_path(workflow_copy / f"{OUT}/work/voc/e100-s0")
     command = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", config]
@@ -247,7 +236,7 @@ def test_a_real_edit_of_a_shared_module_reruns_every_rule_that_imports_it(study)
         stats = edit.paths[0]
         stats.write_text(stats.read_text() + "\nEDITED = True\n")
         importers = {"compare_per_class", "summarize_runs", "generalization", "findings", "compare_annotations",
-                     "attribution", "plot_data_scaling", "finetune"}  # fmt: skip
+                     "attribution", "plot_data_scaling", "compare_finetuning"}  # fmt: skip
         downstream = {"plot_per_class", "plot_generalization", "plot_annotations", "all"}
         assert dry_run(study) == dict.fromkeys(sorted(importers | downstream), 1)
         edit.restore()
@@ -273,7 +262,7 @@ def test_the_code_hash_covers_imported_modules_and_base_configs(tmp_path):
 
 
 def test_finished_runs_are_kept_across_an_update_of_the_training_code_with_touch(study_copy):
-    """README, Environments: after a stack update Snakemake sees new training code and
+    """docs/operations.md, Environments: after a stack update Snakemake sees new training code and
     plans every run again; `--touch` on the runs' final.pth keeps them, and only the
     evaluations (and what reads them) run again."""
     module = study_copy / "scripts/common/work_dir.py"  # imported by train_upernet.py
@@ -421,8 +410,7 @@ def test_delete_all_output_keeps_the_trained_models(study):
     root = Path(tempfile.mkdtemp(prefix="unprivileged-"))
     try:
         root.chmod(0o755)
-        copy = root / "study"
-        shutil.copytree(study, copy, symlinks=True)
+        copy = copy_study(study, root / "study")
         subprocess.run(["chown", "-R", "nobody:nogroup", str(copy)], check=True)
         # nobody may read and traverse anything (the interpreter can live under a root-only
         # home, as pyenv's does), but writes are checked as for any user

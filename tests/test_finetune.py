@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import DEMO, OUT, planned_jobs, run_dir, run_snakemake, write_config
+from conftest import DEMO, NO_CONDA, OUT, planned_jobs, run_dir, run_snakemake, write_config
 from mmengine.config import Config
 from PIL import Image
 
 from common.voc import palette
-from test_slurm import NO_CONDA
 
 SHAPES = DEMO["datasets"]["shapes"]
 SHAPES_VAL = f"resources/datasets/shapes-{SHAPES['md5'][:8]}/ImageSets/Segmentation/val.txt"
@@ -158,7 +157,7 @@ def test_the_next_steps_plan_on_a_login_node(login_node, mini_archives, tmp_path
     # voc and vocaug, the Swin and the ConvNeXt variant at 3 epoch counts each, one run per dataset variant
     assert jobs["train_upernet"] == 4 * 3 + 2, jobs
     assert jobs["fetch_pretrained"] == 3 and jobs["init_weights"] == 1 and jobs["check_dataset"] == 1
-    assert jobs["finetune"] == 1 and "extract_dataset" not in jobs
+    assert jobs["compare_finetuning"] == 1 and "extract_dataset" not in jobs
     assert "resources/pretrained/swin_tiny_patch4_window7_224_20220317-1cdeb081.pth" in result.stdout
     # the fine-tuned variant's source run is trained first: its final.pth is an input
     block = result.stdout.split("rule init_weights:")[1].split("\n\n")[0]

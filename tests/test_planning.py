@@ -13,7 +13,7 @@ import yaml
 from conftest import planned_jobs, run_snakemake, write_config
 
 from common.code import code_digest
-from common.cost import runtime_request, train_minutes
+from common.sizing import runtime_request, train_minutes
 from test_cluster_faults import runtimes
 
 # the real study's vocaug: MMSeg's 10,582 + 1,449 images, 2 GPUs at 20 images/s each
@@ -65,7 +65,7 @@ def test_the_resume_point_follows_the_training_jobs_rules(tmp_path):
     """resume_point (planning, no torch) agrees with prepare_work_dir (the job): it resumes
     MMEngine's last_checkpoint of the same config, restores a run finished with the same
     config and training code, and starts anything else afresh."""
-    from common.cost import resume_point
+    from common.sizing import resume_point
     from common.work_dir import prepare_work_dir
 
     cases = {  # work dir: (its state, epochs done, restored)
@@ -124,24 +124,6 @@ def test_the_partition_limit_caps_the_request_and_null_lifts_it(login_node):
     assert cost.returncode == 0, cost.stderr[-3000:]
     # vocaug e100 (707 min) and e200 (1,399): capped, each resumes in a retry if it needs longer
     assert "2 run(s) ask for more than estimates.partition_time_limit (600 min)" in cost.stderr, cost.stderr[-2000:]
-
-
-def test_the_runtime_request_is_explained_in_one_line():
-    from common.cost import describe_request
-
-    assert describe_request(1399, 1, 0, 200, 1440) == (
-        "runtime request 1399 min (attempt 1): 200 epochs from epoch 0, the estimate x1.5 + 15 min"
-    )
-    assert describe_request(707, 2, 150, 200, 1440) == (
-        "runtime request 707 min (attempt 2): resumes after epoch 150 of 200 (50 left), the estimate x3 + 15 min"
-    )
-    line = describe_request(1440, 2, 0, 200, 1440)
-    assert line.startswith("runtime request 1440 min (attempt 2): 200 epochs from epoch 0")
-    assert "at estimates.partition_time_limit (1440 min)" in line and "the next attempt resumes" in line
-    assert describe_request(15, 2, 200, 200, None).endswith("every epoch done: the export only")
-    assert describe_request(15, 1, 0, 200, 1440, restore=True) == (
-        "runtime request 15 min (attempt 1): a finished run restored, no training"
-    )
 
 
 # ---- 10. init_from names a run of the grid ------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 import yaml
 from common.run_files import read_attempts
 from common.run_lock import lock_path
-from conftest import DEMO, DEMO_VOC, REPO, copy_workflow, planned_jobs, read_ids, run_dir, run_snakemake, write_config
+from conftest import DEMO, DEMO_VOC, NO_CONDA, REPO, copy_workflow, planned_jobs, run_dir, run_snakemake, write_config
 
 CLUSTER = REPO / "tools/slurm_test_cluster.sh"
 
@@ -84,6 +84,14 @@ def sacct(job_ids, fields="JobID,Partition,AllocTRES,State,NTasks") -> list[dict
     return [dict(zip(names, line.split("|"))) for line in out.splitlines() if line]
 
 
+def extract_voc_here(workdir: Path, config: str) -> None:
+    """The VOC data, extracted on this machine first: the tests of a training job
+    spare a SLURM job of its own and the status check that sees it done (the demo
+    test runs the data stage on SLURM)."""
+    data = run_snakemake(workdir, f"{DEMO_VOC}/ImageSets/Segmentation/train.txt", "--cores", "2", "--configfile", config)
+    assert data.returncode == 0, data.stderr[-3000:]
+
+
 def relative_files(root: Path, skip=("_tta",)) -> set[str]:
     return {
         str(p.relative_to(root))
@@ -95,13 +103,13 @@ def relative_files(root: Path, skip=("_tta",)) -> set[str]:
 
 
 def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path, study):
-    # the demo's every rule, on one seed at 2 epochs: its SLURM behaviour at a third of the CPU time
+    # the demo's every rule, on one seed at one epoch: its SLURM behaviour at a fraction of the CPU time
     workdir = copy_workflow(tmp_path, mini_archives)
-    # with the demo's fine-tuning on its own dataset, here from voc at 2 epochs (which,
-    # unlike vocaug, waits for no SBD conversion: the fine-tuned run overlaps vocaug's)
-    shapes = {name: {**DEMO["variants"][name], "epochs": [2]} for name in ("shapes_scratch", "shapes_vocaug")}
-    shapes["shapes_vocaug"]["init_from"] = {"variant": "voc", "epochs": 2, "seed": 0}
-    config = write_config(workdir, "slurm_demo", study_variants_only=True, epochs=[2], seeds=[0], variants=shapes)
+    # with the demo's fine-tuning on its own dataset, here from voc (which, unlike
+    # vocaug, waits for no SBD conversion: the fine-tuned run overlaps vocaug's)
+    shapes = {name: {**DEMO["variants"][name], "epochs": [1]} for name in ("shapes_scratch", "shapes_vocaug")}
+    shapes["shapes_vocaug"]["init_from"] = {"variant": "voc", "epochs": 1, "seed": 0}
+    config = write_config(workdir, "slurm_demo", study_variants_only=True, epochs=[1], seeds=[0], variants=shapes)
     result = run_snakemake(workdir, "--profile", make_test_profile(workdir), "--configfile", config)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
@@ -123,25 +131,30 @@ def test_demo_workflow_runs_as_slurm_jobs(slurm_cluster, mini_archives, tmp_path
     # the same outputs as the local run of the demo, run for run
     local_run = f"e{DEMO['epochs'][0]}-s{DEMO['seeds'][0]}/"
     expected = {
-        p.replace(local_run, "e2-s0/")
+        p.replace(local_run, "e1-s0/")
         for p in relative_files(study)
         if not p.startswith("results/demo/snapshot") and ("/runs/" not in p or local_run in p)
     }
     assert relative_files(workdir) == expected
     for variant in ("voc", "vocaug"):
-        log = (run_dir(workdir, variant, 2) / "train.log").read_text()
+        log = (run_dir(workdir, variant, 1) / "train.log").read_text()
         assert "device: cpu" in log
         # each training job's log kept under its SLURM job id
-        (kept,) = (run_dir(workdir, variant, 2) / "train-logs").glob("*.log")
+        (kept,) = (run_dir(workdir, variant, 1) / "train-logs").glob("*.log")
         assert re.fullmatch(r"\d{8}-\d{6}-job(\d+)\.log", kept.name).group(1) in train
         assert kept.read_text() == log
 
 
-def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_copy):
-    # voc: 20 steps an epoch, seconds each; cancelled after its first checkpoint, 7 epochs before its end
-    config = write_config(workflow_copy, "fault", study_variants_only=True, epochs=[8])
-    work = workflow_copy / "results/demo/work/voc/e8-s0"
-    target = "results/demo/runs/voc/e8-s0/final.pth"  # this run only
+def test_a_two_gpu_job_runs_through_srun_and_after_scancel_is_retried_for_the_epochs_left(slurm_cluster, workflow_copy):
+    """A training job of two processes (the plugin's mpi mode: one srun task each),
+    cancelled with scancel after its first checkpoint: Snakemake retries it, and the
+    retry asks SLURM for the epochs left. (How a run resumes: test_training.py.)"""
+    # voc: 10 steps an epoch per process; cancelled after epoch 1's checkpoint, 1 epoch before its end
+    training = {**DEMO["training"], "gpus": 2}
+    config = write_config(workflow_copy, "fault", study_variants_only=True, epochs=[2], training=training)
+    work = workflow_copy / "results/demo/work/voc/e2-s0"
+    target = "results/demo/runs/voc/e2-s0/final.pth"  # this run only
+    extract_voc_here(workflow_copy, config)
     profile = make_test_profile(workflow_copy)
     command = [sys.executable, "-m", "snakemake", target, "--profile", profile, "--configfile", config]
     process = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
@@ -160,48 +173,53 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, workflow_c
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, output[-4000:]
-    states = {j["JobID"]: j["State"] for j in sacct(slurm_jobs(workflow_copy, "train_upernet"))}
-    assert states[running[0]].startswith("CANCELLED")
-    assert sum(state == "COMPLETED" for job, state in states.items() if "." not in job) == 1
-    out = run_dir(workflow_copy, "voc", 8)
-    log = (out / "train.log").read_text()
-    assert re.search(r"resuming from checkpoint \S+/epoch_(\d+)\.pth \(epoch \1 done\)", log), log[-3000:]
+    rows = sacct(slurm_jobs(workflow_copy, "train_upernet"), "JobID,Partition,AllocTRES,State,NTasks,Timelimit")
+    jobs = {r["JobID"]: r for r in rows if "." not in r["JobID"]}  # the allocations, not their steps
+    (retry,) = [job for job, row in jobs.items() if row["State"] == "COMPLETED"]
+    assert sorted(jobs) == sorted([running[0], retry]) and jobs[running[0]]["State"].startswith("CANCELLED"), jobs
+    for job, row in jobs.items():  # both: two GPUs, and a step of two tasks (srun)
+        assert row["Partition"] == "gpu" and "gres/gpu=2" in row["AllocTRES"], row
+        assert any(r["JobID"].startswith(f"{job}.") and r["NTasks"] == "2" for r in rows), rows
+    out = run_dir(workflow_copy, "voc", 2)
+    log = (out / "train.log").read_text()  # the retry's
+    assert "launching 2 processes: srun --ntasks=2" in log
+    assert "rank 0 of world size 2 (gloo)" in log and "rank 1 of world size 2 (gloo)" in log
     # each attempt says which it is and where it ran; the work dir keeps every attempt's line
     assert re.search(r"starts \(attempt 2\): SLURM job \d+ on \S+", log), log[:3000]
     attempts = read_attempts(out / "attempts.tsv")
     assert len(attempts) == 2, attempts
     assert re.fullmatch(rf"SLURM job {running[0]} on \S+", attempts[0]["where"]) and attempts[0]["start"] == "epoch 0"
     assert attempts[0]["status"] in ("terminated", "running") and attempts[1]["status"] == "finished"
-    assert re.fullmatch(r"SLURM job \d+ on \S+", attempts[1]["where"])
+    assert re.fullmatch(rf"SLURM job {retry} on \S+", attempts[1]["where"])
     assert re.fullmatch(r"resumes epoch_\d+\.pth", attempts[1]["start"])
     # both attempts' hours are in the summary's cost
     assert all(a["seconds"] > 0 for a in attempts)
-    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 8
-    # the retry asked SLURM for the epochs left, not for twice the whole run
-    limits = {j["JobID"]: j["Timelimit"] for j in sacct(list(states), "JobID,Timelimit") if "." not in j["JobID"]}
-    retry = next(job for job, state in states.items() if "." not in job and state == "COMPLETED")
 
+    # the retry asked SLURM for the epochs left, not for twice the whole run
     def minutes(limit):
         h, m, s = (int(x) for x in limit.split(":"))
         return h * 60 + m + s / 60
 
     requested = int(re.search(r"starts \(attempt 2\).*runtime request (\d+) min", log).group(1))
-    assert minutes(limits[retry]) == requested < 2 * minutes(limits[running[0]]), (limits, requested)
+    assert minutes(jobs[retry]["Timelimit"]) == requested < 2 * minutes(jobs[running[0]]["Timelimit"]), (jobs, requested)
 
 
 def test_a_rerun_after_a_killed_snakemake_waits_for_its_job_and_adopts_the_run(slurm_cluster, workflow_copy):
     """SIGKILL the login node's snakemake while a training job runs: SLURM keeps the
     job. The rerun's job for the same run waits for it, then restores what it
     finished (no second training), and both jobs' hours and logs stay on record."""
-    # 12 epochs: long enough (a minute or two) for the rerun's job to start while the first one trains
-    config = write_config(workflow_copy, "orphan", study_variants_only=True, epochs=[12])
-    work = workflow_copy / "results/demo/work/voc/e12-s0"
-    target = "results/demo/runs/voc/e12-s0/final.pth"
+    # the orphan is suspended (scontrol suspend) until the rerun's job waits for it:
+    # one epoch is then long enough, however long either job takes to start
+    config = write_config(workflow_copy, "orphan", study_variants_only=True, epochs=[1])
+    work = workflow_copy / "results/demo/work/voc/e1-s0"
+    target = "results/demo/runs/voc/e1-s0/final.pth"
+    out = run_dir(workflow_copy, "voc", 1)
+    extract_voc_here(workflow_copy, config)
     profile = make_test_profile(workflow_copy)
     command = [sys.executable, "-m", "snakemake", target, "--profile", profile, "--configfile", config]
     first = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    lock = lock_path(work)
+    lock, orphan, suspended, rerun = lock_path(work), None, False, None
     try:
         deadline = time.time() + 900
         while not lock.exists():
@@ -212,13 +230,26 @@ def test_a_rerun_after_a_killed_snakemake_waits_for_its_job_and_adopts_the_run(s
         orphan = json.loads(lock.read_text())["slurm_job"]
         state = subprocess.run(["squeue", "-h", "-j", orphan, "-o", "%T"], capture_output=True, text=True).stdout
         assert state.strip() == "RUNNING", state
+        subprocess.run(["scontrol", "suspend", orphan], check=True)
+        suspended = True
         assert run_snakemake(workflow_copy, "--unlock", "--configfile", config).returncode == 0
-        rerun = run_snakemake(workflow_copy, target, "--profile", profile, "--configfile", config)
-        assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
+        rerun = subprocess.Popen(command, cwd=workflow_copy, start_new_session=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        log = out / "train.log"  # the rerun's job's, once Snakemake removed the orphan's
+        deadline = time.time() + 600
+        while not (log.exists() and "waiting for that job to end" in log.read_text()):
+            assert rerun.poll() is None and time.time() < deadline, "the rerun's job never met the orphan's lock"
+            time.sleep(0.5)
+        subprocess.run(["scontrol", "resume", orphan], check=True)
+        suspended = False
+        output, _ = rerun.communicate(timeout=900)
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-    out = run_dir(workflow_copy, "voc", 12)
+        if suspended:
+            subprocess.run(["scancel", orphan])
+        for process in (first, rerun):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    assert rerun.returncode == 0, output[-4000:]
     log = (out / "train.log").read_text()
     assert re.search(rf"being trained by pid \d+ on \S+, SLURM job {orphan}, .*waiting for that job to end", log), log[-3000:]
     assert "with the same config and training code: restoring its outputs" in log and "Epoch(train)" not in log
@@ -227,29 +258,9 @@ def test_a_rerun_after_a_killed_snakemake_waits_for_its_job_and_adopts_the_run(s
     attempts = read_attempts(out / "attempts.tsv")
     assert [a["status"] for a in attempts] == ["finished", "restored"], attempts
     assert attempts[0]["where"].startswith(f"SLURM job {orphan} on ") and attempts[0]["seconds"] > 0
-    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 12
+    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 1
     kept = sorted((out / "train-logs").glob("*.log"))
-    assert len(kept) == 2 and "Epoch(train) [12]" in kept[0].read_text()
-
-
-def test_two_gpu_job_runs_two_processes_through_srun(slurm_cluster, workflow_copy):
-    config = write_config(workflow_copy, "ddp", study_variants_only=True, epochs=[1], training={**DEMO["training"], "gpus": 2})
-    target = "results/demo/runs/voc/e1-s0/history.csv"
-    result = run_snakemake(workflow_copy, target, "--profile", make_test_profile(workflow_copy), "--configfile", config)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    (job,) = slurm_jobs(workflow_copy, "train_upernet")
-    rows = sacct([job])
-    allocation = next(r for r in rows if r["JobID"] == job)
-    assert allocation["Partition"] == "gpu" and "gres/gpu=2" in allocation["AllocTRES"]
-    assert any(r["JobID"].startswith(f"{job}.") and r["NTasks"] == "2" for r in rows), rows
-    log = (run_dir(workflow_copy, "voc", 1) / "train.log").read_text()
-    assert "launching 2 processes: srun --ntasks=2" in log
-    assert "rank 0 of world size 2 (gloo)" in log and "rank 1 of world size 2 (gloo)" in log
-    lr = DEMO["training"]["base_lr"] * 2 * DEMO["training"]["batch_per_gpu"] / 16
-    assert f"2 process(es) x {DEMO['training']['batch_per_gpu']} images per step, lr {lr:.6g}" in log
-    train = len(read_ids(workflow_copy / f"{DEMO_VOC}/ImageSets/Segmentation/train.txt"))
-    per_epoch = int(re.search(r"Epoch\(train\) \[1\]\[\d+/(\d+)\]", log).group(1))
-    assert per_epoch == -(-train // (2 * DEMO["training"]["batch_per_gpu"]))
+    assert len(kept) == 2 and "Epoch(train) [1]" in kept[0].read_text()
 
 
 def submit_lock_holder(tmp_path: Path, work: Path, seconds: int, log_file: str | None = None) -> str:
@@ -315,7 +326,7 @@ def test_a_slurm_job_meeting_a_live_slurm_jobs_lock_waits_for_it(slurm_cluster, 
     from common.run_lock import run_lock
 
     work = tmp_path / "work"
-    job = submit_lock_holder(tmp_path, work, 15, log_file="holder.log")
+    job = submit_lock_holder(tmp_path, work, 8, log_file="holder.log")
     try:
         monkeypatch.setenv("SLURM_JOB_ID", "999999")  # this process plays the rerun's SLURM job
         caplog.set_level("INFO")
@@ -333,9 +344,6 @@ def test_a_slurm_job_meeting_a_live_slurm_jobs_lock_waits_for_it(slurm_cluster, 
 
 
 # ---- planning on a login node ------------------------------------------------------
-# conda itself is not installed here (its channels are unreachable), and Snakemake
-# asks `conda info` even when planning: the dry run swaps only that setting.
-NO_CONDA = ("--software-deployment-method", "env-modules")
 
 
 def test_dry_run_plans_the_full_study_without_torch_gpu_or_data(login_node):

@@ -104,9 +104,8 @@ def test_report_opens_with_findings_from_the_tables(study):
     assert (study / "report/workflow.rst").read_text() in text  # the workflow's own description follows
 
 
-def test_adding_evaluations_to_a_finished_study_retrains_nothing(study, tmp_path):
-    copy = tmp_path / "study"
-    shutil.copytree(study, copy, symlinks=True)
+def test_adding_evaluations_to_a_finished_study_retrains_nothing(study_copy):
+    copy = study_copy
     # as if the study had finished before evaluation.ood and the train sample existed
     for variant, budget, seed in DEMO_RUNS:  # the VOC runs (a dataset's runs have neither)
         run = copy / OUT / f"runs/{variant}/{budget}-s{seed}"

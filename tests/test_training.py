@@ -207,36 +207,19 @@ def run_again_after_a_crash(workdir, target, config) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(workflow_copy):
-    config = one_run_config(workflow_copy, "kill", 4)
-    work = workflow_copy / "results/demo/work/voc/e4-s0"
-    target = "results/demo/runs/voc/e4-s0/history.csv"
-    process = start_in_background(workflow_copy, target, config)
-    wait_for(process, lambda: (work / "last_checkpoint").exists(), "its first checkpoint")
-    os.killpg(process.pid, signal.SIGKILL)  # the node dies: no clean-up of any kind
-    process.wait()
-    out = workflow_copy / "results/demo/runs/voc/e4-s0"
-    assert not (out / "final.pth").exists()
-    killed_at = int(re.search(r"epoch_(\d+)\.pth", (work / "last_checkpoint").read_text()).group(1))
-    assert 1 <= killed_at < 4
-
-    run_again_after_a_crash(workflow_copy, target, config)
-    log = (out / "train.log").read_text()
-    assert re.search(rf"resuming from checkpoint \S+/epoch_{killed_at}\.pth \(epoch {killed_at} done\)", log)
-    assert f"resumed epoch: {killed_at}" in log and "restored the RNG states of the checkpoint" in log
-    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 4
-    assert [int(r["epoch"]) for r in history(out / "history.csv")] == [1, 2, 3, 4]
-
-
-def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(workflow_copy):
+def test_a_training_killed_after_a_checkpoint_resumes_from_it_and_leaves_no_hole_in_the_history(workflow_copy):
+    """SIGKILL between a checkpoint and its validation (a dead node, a cancelled SLURM
+    job: no clean-up of any kind), then run again: the run resumes from that
+    checkpoint with its RNG states, validates the epoch first, and trains on.
+    (A retry on SLURM and its runtime request: test_slurm.py.)"""
     from common.history import history_from_scalars
 
-    config = one_run_config(workflow_copy, "hole", 3)
+    config = one_run_config(workflow_copy, "kill", 3)
     work = workflow_copy / "results/demo/work/voc/e3-s0"
     target = "results/demo/runs/voc/e3-s0/history.csv"
     process = start_in_background(workflow_copy, target, config)
     # MMEngine writes last_checkpoint right after epoch_2.pth, then validates epoch 2:
-    # freeze everything at that moment, then kill it (a cancelled SLURM job)
+    # freeze everything at that moment, then kill it
     last = work / "last_checkpoint"
     wait_for(process, lambda: last.exists() and last.read_text().strip().endswith("epoch_2.pth"),
              "epoch 2's checkpoint", poll=0.01)  # fmt: skip
@@ -245,15 +228,19 @@ def test_cancel_between_checkpoint_and_validation_leaves_no_hole_in_the_history(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert validated == {1}, f"stopped too late: epochs {validated} were already validated"
+    out = workflow_copy / "results/demo/runs/voc/e3-s0"
+    assert not (out / "final.pth").exists()
 
     run_again_after_a_crash(workflow_copy, target, config)
-    out = workflow_copy / "results/demo/runs/voc/e3-s0"
     log = (out / "train.log").read_text()
-    assert "(epoch 2 done)" in log and "epoch 2 was saved but not validated" in log
+    assert re.search(r"resuming from checkpoint \S+/epoch_2\.pth \(epoch 2 done\)", log)
+    assert "resumed epoch: 2" in log and "restored the RNG states of the checkpoint" in log
+    assert "epoch 2 was saved but not validated" in log
     assert f"starts (attempt 1): host {socket.gethostname()}" in log
     attempts = read_attempts(out / "attempts.tsv")
     assert [(a["attempt"], a["start"]) for a in attempts] == [(1, "epoch 0"), (2, "resumes epoch_2.pth")]
     assert [a["status"] for a in attempts] == ["killed", "finished"]  # the first was SIGKILLed
+    assert torch.load(out / "final.pth", map_location="cpu")["meta"]["epoch"] == 3
     rows = history(out / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(r["mIoU"] for r in rows), rows

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from common.attribution import model_key, plan_attribution
 from common.config_files import ConfigFileError, expand_path
-from common.cost import resume_point, runtime_request, sweep_summary, train_minutes
+from common.sizing import resume_point, runtime_request, sweep_summary, train_minutes
 from common.mmseg_config import (
     AUGMENT_DEFAULTS,
     PRETRAINED_URLS,

@@ -1,4 +1,4 @@
-"""What a sweep costs: estimated wall time of a run, SLURM runtime requests, the summary.
+"""Sizing a sweep: estimated wall time of a run, SLURM runtime requests, the cost summary.
 
 Planning only (the dry run, `snakemake cost`, runtime requests): plain Python,
 no torch, so a login node can plan a sweep.
@@ -63,30 +63,6 @@ def resume_point(work_dir: Path, config_text: str | None, code: str | None) -> t
         return 0, False
     epoch = re.search(r"epoch_(\d+)\.pth$", latest)
     return (int(epoch.group(1)) if epoch else 0), False
-
-
-def describe_request(
-    request: int, attempt: int, done: int, epochs: int, limit: int | None, restore: bool = False
-) -> str:
-    """The runtime request explained in one line (for the training job's log): ``done``
-    and ``restore`` as resume_point says, ``epochs`` the run's max epochs."""
-    if restore:
-        why = "a finished run restored, no training"
-    elif done >= epochs:
-        why = "every epoch done: the export only"
-    elif done:
-        why = f"resumes after epoch {done} of {epochs} ({epochs - done} left)"
-    else:
-        why = f"{epochs} epochs from epoch 0"
-    line = f"runtime request {request} min (attempt {attempt}): {why}"
-    if done < epochs and not restore:
-        line += f", the estimate x{MARGIN * attempt:g} + {START_MINUTES} min"
-    if limit and request >= limit:
-        line += (
-            f", at estimates.partition_time_limit ({limit} min): if the epochs left take longer, "
-            "the next attempt resumes from the last checkpoint"
-        )
-    return line
 
 
 def sweep_summary(
