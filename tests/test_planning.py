@@ -14,7 +14,7 @@ from conftest import planned_jobs, run_snakemake, write_config
 
 from common.code import code_digest
 from common.sizing import runtime_request, train_minutes
-from test_cluster_faults import runtimes
+from conftest import runtimes
 
 # the real study's vocaug: MMSeg's 10,582 + 1,449 images, 2 GPUs at 20 images/s each
 VOCAUG = {"train_images": 10582, "val_images": 1449, "val_interval": 1, "images_per_second": 20, "gpus": 2}

@@ -93,11 +93,14 @@ def extract_voc_here(workdir: Path, config: str) -> None:
 
 
 def relative_files(root: Path, skip=("_tta",)) -> set[str]:
+    """The files of runs, tables and figures, but for what ``skip`` names (a file or a
+    folder: the study fixture's runs also hold what other tests evaluate, as with TTA)."""
     return {
         str(p.relative_to(root))
         for folder in ("results/demo/runs", "results/demo/tables", "results/demo/figures")
         for p in (root / folder).rglob("*")
-        if p.is_file() and not any(s in p.name for s in skip) and ".snakemake_timestamp" not in p.name
+        if p.is_file() and not any(s in part for part in p.relative_to(root).parts for s in skip)
+        and ".snakemake_timestamp" not in p.name
         and p.parent.name != "train-logs"  # named by date and job: compared on their own
     }
 
