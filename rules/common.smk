@@ -191,7 +191,6 @@ SAMPLES = PLAN.samples
 variant_budgets = PLAN.variant_budgets
 variant_root = PLAN.variant_root
 variant_lists_folder = PLAN.variant_lists_folder
-_canonical = canonical
 # When jobs wait for a free slot (cores here, the profile's `jobs` on a cluster):
 # the data preparation training waits for, the run configs and the init weights of
 # fine-tuned runs go first, and so do the runs another variant starts from

@@ -29,7 +29,7 @@ rule summarize_runs:
         runs=get_runs_param(view_runs),
         gpus=config["training"]["gpus"],
         convergence_fraction=config["report"]["convergence_fraction"],
-        recipes=_canonical(VARIANT_RECIPES),
+        recipes=canonical(VARIANT_RECIPES),
         confidence=config["report"]["bootstrap"]["confidence"],
     script:
         "../scripts/summarize_runs.py"
@@ -247,7 +247,7 @@ rule compare_annotations:
         runtime=30,
     params:
         code=code_hash("compare_annotations.py"),
-        variants=_canonical(WHOLE_LIST_VARIANTS),
+        variants=canonical(WHOLE_LIST_VARIANTS),
     script:
         "../scripts/compare_annotations.py"
 

@@ -37,7 +37,7 @@ rule predict_images:
         runtime=30,
     params:
         code=code_hash("predict_images.py"),
-        runs=_canonical(PREDICT_RUNS),
+        runs=canonical(PREDICT_RUNS),
         images=lambda w: planned_folder(config["predict"]["images"], RESULTS, w.folder),
     script:
         "../scripts/predict_images.py"

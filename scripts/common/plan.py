@@ -52,6 +52,11 @@ def canonical(value):
     return value
 
 
+def subset_spec(settings: dict) -> dict:
+    """A variant's subset as drawn (size or fraction), without the seed it is drawn with."""
+    return {k: v for k, v in settings["subset"].items() if k != "seed"}
+
+
 def expand_paths(config: dict) -> None:
     """`~` and $VARIABLES in every path key, in place (an unset variable is an error);
     a variant on a dataset of `datasets` gets that dataset's train list by default."""
@@ -243,7 +248,7 @@ class Plan:
         for name, settings in self.settings.items():
             if "subset" in settings:
                 total = sum(self.planned_split_size(s["split"]) for s in settings["train_sets"])
-                spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+                spec = subset_spec(settings)
                 try:
                     # an unknown set size (no official count, no estimate) checks the form only
                     subset_size(spec, total if total else 2**62, f"variants.{name}")
@@ -332,7 +337,7 @@ class Plan:
         settings = self.settings[name]
         if "subset" not in settings:
             return None
-        spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+        spec = subset_spec(settings)
         return subset_name(settings["train_sets"], spec, settings["subset"]["seed"])
 
     def variant_root(self, name: str) -> str:
@@ -413,7 +418,7 @@ class Plan:
         total = sum(self.planned_split_size(s["split"]) for s in settings["train_sets"])
         if "subset" not in settings:
             return total
-        spec = {k: v for k, v in settings["subset"].items() if k != "seed"}
+        spec = subset_spec(settings)
         if not total:  # sizes unknown before the data stage (no official count, no estimate)
             return spec.get("size", 0)
         return subset_size(spec, total, f"variants.{variant}")
