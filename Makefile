@@ -15,7 +15,7 @@ CUSTOM_ARCHIVES := resources/demo/shapes_mini.tar.gz
 DEMO_THREADS := --set-threads train_upernet=1 evaluate_upernet=1 evaluate_upernet_dataset=1 \
 	evaluate_upernet_tta=1 convert_sbd=1
 
-.PHONY: venv lock demo demo-data test lint envs clean
+.PHONY: venv lock demo demo-data gpu-check test lint envs clean
 
 venv: $(VENV)/.installed
 
@@ -60,6 +60,13 @@ $(COCO_ARCHIVES) &: tools/make_mini_coco.py tools/make_mini_voc.py scripts/commo
 demo: demo-data
 	$(BIN)/snakemake --cores $(CORES) $(DEMO_THREADS) --configfile config/demo.yaml
 	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.html
+
+# The GPU check on this machine (its GPUs, else tiny on the CPU), for the study's
+# config or another: make gpu-check CONFIG=config/demo.yaml.  On a cluster, run it
+# as GPU jobs instead: snakemake gpu_check --profile profiles/slurm.
+CONFIG ?= config/config.yaml
+gpu-check: venv
+	$(BIN)/snakemake gpu_check --cores $(CORES) --configfile $(CONFIG)
 
 test: venv
 	$(BIN)/python -m pytest

@@ -30,6 +30,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/predict.smk"
+include: "rules/gpu_check.smk"
 
 
 # Findings from the tables first, then report/workflow.rst (see rule findings).

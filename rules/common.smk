@@ -12,6 +12,7 @@
 #   9. fine-tuning on your own datasets
 # Input functions that rules call are named get_*.
 
+import hashlib
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ from common.mmseg_config import PRETRAINED_URLS, pretrained_file
 from common.outdated import Outdated, outdated_runs_text, run_name
 from common.plan import DATA_SOURCES, ConfigError, Paths, Plan, canonical
 from common.plan import dataset_folder, expand_paths, source_key
+from common.run_config import uses_precision_module
 from common.subsets import member_name
 from common.voc import read_id_list
 
@@ -349,6 +351,24 @@ TRAIN_TASKS_PER_GPU = 1 if MULTI_GPU else None
 TRAIN_LAUNCHER = "srun" if MULTI_GPU else None
 cost_summary = PLAN.cost_summary
 TRAIN_CODE = code_hash("train_upernet.py")  # once: the runtime of each training job reads it
+# amp bf16 and channels_last run common/precision.py too (their config imports it):
+# their runs' training code is both hashes, every other run's stays TRAIN_CODE
+PRECISION_CODE = code_digest(
+    os.path.join(workflow.basedir, "scripts", "common", "precision.py"),
+    os.path.join(workflow.basedir, "scripts"),
+)
+
+
+# ... and their configs are rendered by a rule of their own (render_mmseg_config_precision)
+PRECISION_VARIANTS = [v for v in VARIANT_SETTINGS if uses_precision_module(VARIANT_SETTINGS[v])]
+PLAIN_VARIANTS = [v for v in VARIANT_SETTINGS if v not in PRECISION_VARIANTS]
+
+
+def get_train_code(wildcards):
+    """Param `code` of a run's training (and its work dir's code stamp, see get_train_runtime)."""
+    if wildcards.variant not in PRECISION_VARIANTS:
+        return TRAIN_CODE
+    return hashlib.sha256(f"{TRAIN_CODE} {PRECISION_CODE}".encode()).hexdigest()[:16]
 
 
 def get_train_runtime(wildcards, input, attempt):
@@ -372,7 +392,7 @@ def get_train_runtime(wildcards, input, attempt):
         attempt,
         work_dir=WORK.format(**wildcards),
         config_text=config_text,
-        code=TRAIN_CODE,
+        code=get_train_code(wildcards),
         images=size(VARIANT_LISTS[wildcards.variant]),
         val_images=size([f"{variant_lists_folder(wildcards.variant)}/val.txt"]),
     )
@@ -431,6 +451,7 @@ def report_outputs(view):
     finetune += [f"{view}/figures/finetune.{e}" for e in ("png", "pdf")]
     return (
         (finetune if DATASET_VARIANTS else [])
+        + gpu_check_outputs()
         + [f"{view}/tables/{t}" for t in TABLES]
         + [f"{RESULTS}/tables/annotations.{e}" for e in ("csv", "md")]
         + [f"{view}/report/workflow.rst"]
@@ -561,6 +582,33 @@ def check_report_complete():
     if redrawn:
         details = "; ".join(f"{f} ({', '.join(why)})" for f, why in redrawn.items())
         raise WorkflowError(f"{drawn} are out of date: {details}: {again}.")
+
+
+# ==== 6b. the GPU check (rules/gpu_check.smk) ======================================
+# One measurement per model and GPU count (common/plan.py: Plan._gpu_checks); the
+# report shows their table once every one has run and none is out of date (a
+# measurement is never re-run by `all`: it would take GPUs).
+GPU_CHECKS = PLAN.gpu_checks
+GPU_CHECK_FILES = [f"{PLAN.gpu_check_folder}/{key}.json" for key in GPU_CHECKS]
+
+
+def get_gpu_check_run(wildcards):
+    """Param `run` of measure_gpu (the recipe it measures), the settings of the config's first run of the model."""
+    key = f"{wildcards.model}-{wildcards.gpus}"
+    if key not in GPU_CHECKS:
+        raise WorkflowError(
+            f"gpu_check: no variant of this config trains {wildcards.model} on {wildcards.gpus} GPU(s) "
+            f"(the checks: {', '.join(GPU_CHECKS)})"
+        )
+    return GPU_CHECKS[key]
+
+
+def gpu_check_outputs():
+    """The GPU check's table, for the report, when all of its measurements are there and up to date."""
+    table = f"{PLAN.gpu_check_folder}/gpu_check.csv"
+    readable = {f"{PLAN.gpu_check_folder}/{m}-{g}.json" for m, g in PLAN.measurements}
+    ready = all(f in readable and not OUTDATED.file(f) for f in GPU_CHECK_FILES)
+    return [table, table[: -len("csv")] + "md"] if ready else []
 
 
 # ==== 7. published references ======================================================

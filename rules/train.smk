@@ -1,6 +1,7 @@
 localrules:
     fetch_pretrained,
     render_mmseg_config,
+    render_mmseg_config_precision,
     cost,
     recipe_check,
     check,
@@ -81,6 +82,8 @@ rule render_mmseg_config:
         train_set=f"{RUN}/train_set.json",
     log:
         f"{RUN}/render_config.log",
+    wildcard_constraints:
+        variant=_one_of(PLAIN_VARIANTS),
     priority: DATA_PRIORITY
     conda:
         "../envs/data.yaml"
@@ -89,6 +92,29 @@ rule render_mmseg_config:
         run=get_run_settings,
     script:
         "../scripts/render_mmseg_config.py"
+
+
+# The same for the variants with training.amp: bf16 or training.channels_last
+# (common/run_config.py renders them): a rule of their own, so that adding those
+# settings changed neither the code nor the configs of every other run.
+rule render_mmseg_config_precision:
+    input:
+        lists=get_run_lists,
+    output:
+        config=f"{RUN}/config.py",
+        train_set=f"{RUN}/train_set.json",
+    log:
+        f"{RUN}/render_config.log",
+    wildcard_constraints:
+        variant=_one_of(PRECISION_VARIANTS),
+    priority: DATA_PRIORITY
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code_hash("render_mmseg_config_precision.py"),
+        run=get_run_settings,
+    script:
+        "../scripts/render_mmseg_config_precision.py"
 
 
 # Checkpoints live in <results>/work/..., which is no declared output: Snakemake
@@ -124,7 +150,7 @@ rule train_upernet:
         # unlike params, may change between attempts without a rerun)
         attempt=get_attempt,
     params:
-        code=code_hash("train_upernet.py"),
+        code=get_train_code,
         work_dir=WORK,
     script:
         "../scripts/train_upernet.py"

@@ -1,4 +1,4 @@
-"""`snakemake check`: print the recipe check (rule check; the table is rule recipe_check's)."""
+"""Print a table on the terminal and into the log: `snakemake check` (rule recipe_check's table), `snakemake gpu_check` (rule gpu_check_table's)."""
 
 from pathlib import Path
 

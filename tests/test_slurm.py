@@ -207,6 +207,23 @@ def test_a_two_gpu_job_runs_through_srun_and_after_scancel_is_retried_for_the_ep
     assert minutes(jobs[retry]["Timelimit"]) == requested < 2 * minutes(jobs[running[0]]["Timelimit"]), (jobs, requested)
 
 
+def test_a_gpu_check_job_on_a_node_without_a_driver_stops_naming_the_cause(slurm_cluster, workflow_copy):
+    """The test cluster's GPUs are placeholders: SLURM gives the check's job a GPU on
+    a node with no NVIDIA driver, and the check says so in one line (no traceback)
+    instead of measuring the CPU."""
+    profile = make_test_profile(workflow_copy)
+    result = run_snakemake(workflow_copy, "gpu_check", "--profile", profile, "--retries", "0",
+                           "--configfile", "config/demo.yaml")  # fmt: skip
+    assert result.returncode != 0, result.stdout[-3000:]
+    log = (workflow_copy / "logs/gpu_check/resnet18-1.log").read_text()
+    assert re.search(r"gpu_check resnet18-1: SLURM gave this job GPUs \(SLURM_\w+=0\) but no NVIDIA driver", log), log
+    assert "Traceback" not in log and "profiles/slurm" in log  # the fix: the GPU partition
+    (job,) = slurm_jobs(workflow_copy, "measure_gpu")
+    (row,) = [r for r in sacct([job]) if r["JobID"] == job]
+    assert row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"], row
+    assert not (workflow_copy / DEMO["results"] / "gpu_check/resnet18-1.json").exists()
+
+
 def test_a_rerun_after_a_killed_snakemake_waits_for_its_job_and_adopts_the_run(slurm_cluster, workflow_copy):
     """SIGKILL the login node's snakemake while a training job runs: SLURM keeps the
     job. The rerun's job for the same run waits for it, then restores what it

@@ -38,7 +38,8 @@ def _version(path: Path) -> tuple:
 
 @lru_cache(maxsize=None)
 def _imports(path: Path, version: tuple, scripts: Path) -> frozenset[Path]:
-    """The files of package ``common`` that ``path`` imports (once per version of it)."""
+    """The files of package ``common``, and the entry scripts beside it, that ``path``
+    imports (once per version of it)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         names = []
@@ -47,7 +48,9 @@ def _imports(path: Path, version: tuple, scripts: Path) -> frozenset[Path]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         for name in names:
-            if name == PACKAGE or name.startswith(PACKAGE + "."):
+            if "." not in name and name != PACKAGE and (scripts / f"{name}.py").is_file():
+                found.add(scripts / f"{name}.py")  # another entry script (its rule's job, reused)
+            elif name == PACKAGE or name.startswith(PACKAGE + "."):
                 parts = name.split(".")
                 module = scripts.joinpath(*parts).with_suffix(".py")
                 package = scripts.joinpath(*parts, "__init__.py")

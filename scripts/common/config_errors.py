@@ -182,7 +182,7 @@ def _describe(error):
         what = "" if value is None else f", {_kind(value)}"
         rule = f"it must be {_one_of(_KINDS.get(t, t) for t in types)}"
     elif kind == "enum":
-        rule = f"it must be one of {', '.join(str(v) for v in allowed)}"
+        rule = f"it must be one of {', '.join(str(v).lower() if isinstance(v, bool) else str(v) for v in allowed)}"
         near = (
             difflib.get_close_matches(value, [v for v in allowed if isinstance(v, str)], n=1)
             if isinstance(value, str)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from common.attribution import model_key, plan_attribution
 from common.config_files import ConfigFileError, expand_path
+from common.sizing import GPU_CHECK_FOLDER, measured_rates, measurement_mode, read_measurements
 from common.sizing import resume_point, runtime_request, sweep_summary, train_minutes
 from common.mmseg_config import (
     AUGMENT_DEFAULTS,
@@ -21,6 +22,7 @@ from common.mmseg_config import (
     RUNTIME_SETTINGS,
     ConfigError,
     check_backbone,
+    model_name,
     pretrained_file,
 )
 from common.references import ReferenceError, load_references, published_reference
@@ -162,6 +164,10 @@ class Plan:
         self.samples = {self.sample_name(v): v for v in self.study_variants}
         self.images_per_second = config["estimates"]["images_per_second"][config["estimates"]["gpu_model"]]
         self.partition_time_limit = config["estimates"]["partition_time_limit"]
+        # rule measure_gpu's results: measured rates replace the estimate where they fit
+        self.gpu_check_folder = f"{paths.results}/{GPU_CHECK_FOLDER}"
+        self.measurements, self.measurement_problems = read_measurements(self.gpu_check_folder)
+        self.gpu_checks = self._gpu_checks()
         self._references()
         self._attribution()
         self._finetuning()
@@ -269,6 +275,12 @@ class Plan:
         """The result-changing settings of variant `name` (training's, with its overrides)."""
         training, variant = self.config["training"], self.variants[name]
         settings = {k: v for k, v in training.items() if k not in RUNTIME_SETTINGS}
+        # amp fp16 is amp true, and channels_last is there only when on: the params of
+        # runs from before these values existed stay as they were (no retraining)
+        if settings.get("amp") == "fp16":
+            settings["amp"] = True
+        if not settings.get("channels_last"):
+            settings.pop("channels_last", None)
         settings.update({k: variant[k] for k in MODEL_OVERRIDES if k in variant})
         settings["augment"] = {**AUGMENT_DEFAULTS, **training["augment"], **variant.get("augment", {})}
         settings["train_sets"] = variant["train_sets"]
@@ -439,14 +451,46 @@ class Plan:
         of its epochs after the first `done`."""
         settings = self.settings[variant]
         images = self.planned_images(variant) if images is None else images
+        train, val, _ = self.rates(variant)
         return train_minutes(
             train_images=images,
             val_images=self.planned_val_images(variant) if val_images is None else val_images,
             epochs=max(self.run_epochs(variant, budget, images) - done, 0),
             val_interval=settings["val_interval"],
-            images_per_second=self.images_per_second,
+            images_per_second=train,
             gpus=settings["gpus"],
+            val_images_per_second=val,
         )
+
+    def rates(self, variant: str) -> tuple[float, float | None, str]:
+        """(train, val images/s per GPU, where from) for `variant`'s runs: a gpu_check
+        result of its model at its GPU count, crop, batch and precision, else the
+        configured estimate (val: None, a share of it)."""
+        settings = self.settings[variant]
+        model, gpus = model_name(settings), settings["gpus"]
+        mode = measurement_mode(settings["amp"], settings.get("channels_last", False))
+        document = self.measurements.get((model, gpus))
+        if document:
+            found = measured_rates(document, mode, settings["crop_size"], settings["batch_per_gpu"])
+            if found:
+                where = document["environment"].get("gpu") or document["device"]
+                return (*found, f"{self.gpu_check_folder}/{model}-{gpus}.json ({where}, {mode})")
+        return self.images_per_second, None, f"estimates.gpu_model: {self.config['estimates']['gpu_model']}"
+
+    def _gpu_checks(self) -> dict:
+        """Rule measure_gpu's jobs, {"<model>-<gpus>": run settings}: one per model the
+        variants train, at one GPU and at training.gpus when that is more; each measures the
+        recipe of the config's first run of that model (the study's variants first)."""
+        checks = {}
+        for name in self.study_variants + self.dataset_variants:
+            settings, gpus = self.settings[name], self.config["training"]["gpus"]
+            run = self.all_runs[[r["variant"] for r in self.all_runs].index(name)]
+            for count in sorted({1, gpus}):
+                key = f"{model_name(settings)}-{count}"
+                if key not in checks:
+                    work_dir = f"{self.gpu_check_folder}/work/{key}"
+                    checks[key] = {**self.run_settings(name, run["budget"], run["seed"], work_dir), "gpus": count}
+        return checks
 
     def train_runtime(self, variant, budget, attempt, work_dir, config_text, code, images, val_images) -> int:
         """Minutes a training job asks for: the epochs left after the checkpoint it
@@ -468,11 +512,29 @@ class Plan:
             variants=len(self.variants),
             budgets=len({run["budget"] for run in runs}),
             seeds=len({run["seed"] for run in runs}),
-            images_per_second=self.images_per_second,
-            gpu_model=config["estimates"]["gpu_model"],
+            rates=self.rates_text(),
             evaluations=len(self.study_runs) * (1 + int(config["evaluation"]["tta"])) + len(self.dataset_runs),
             limit=self.partition_time_limit,
         )
+
+    def rates_text(self) -> str:
+        """Which throughput the sizing uses, per source: 'at 61.2 train, 180 val images/s per
+        GPU measured in <json> (NVIDIA H200, amp) for 4 runs; at ...'."""
+        sources = {}
+        for run in self.all_runs:
+            train, val, where = self.rates(run["variant"])
+            sources.setdefault((train, val, where), []).append(run)
+        parts = []
+        for (train, val, where), runs in sources.items():
+            if val is None:
+                part = f"at {train:g} images/s per GPU ({where}, an estimate)"
+            else:
+                part = f"at {train:g} train and {val:g} val images/s per GPU measured in {where}"
+            parts.append(part + (f" for {len(runs)} run(s)" if len(sources) > 1 else ""))
+        text = "; ".join(parts)
+        if self.measurement_problems:
+            text += " [" + "; ".join(self.measurement_problems) + "]"
+        return text
 
     # ---- published references: each variant's recipe ----
     def _references(self) -> None:

@@ -129,7 +129,9 @@ def variant_recipe(settings: dict, official_data: bool, datasets: dict) -> dict:
         # MMEngine reverts SyncBN to BN outside distributed training
         "norm": {"type": "SyncBN", "images": total} if gpus > 1 else {"type": "BN", "images": batch},
         "loss": settings["loss"],
-        "amp": settings["amp"],
+        "amp": True if settings["amp"] == "fp16" else settings["amp"],  # false, true (fp16) or bf16
+        # only when on: the recipes of runs from before the setting are unchanged
+        **({"channels_last": True} if settings.get("channels_last") else {}),
     }
 
 
@@ -248,8 +250,15 @@ def compare_recipes(recipe: dict, reference: dict, datasets: dict) -> list[dict]
         differs=norm is not None and (norm["type"], norm["images"] or recipe["norm"]["images"])
         != (recipe["norm"]["type"], recipe["norm"]["images"]))  # fmt: skip
     add("loss", recipe["loss"].replace("_", " "), ref["loss"].replace("_", " ") if ref.get("loss") else None)
-    add("precision", "AMP" if recipe["amp"] else "fp32", None if "amp" not in ref else ("AMP" if ref["amp"] else "fp32"))
+    # a reference publishes AMP or not (its amp); AMP against fp32 is the difference, not the dtype
+    add("precision", PRECISION[recipe["amp"]], None if "amp" not in ref else ("AMP" if ref["amp"] else "fp32"),
+        differs="amp" in ref and bool(recipe["amp"]) != ref["amp"])  # fmt: skip
+    if recipe.get("channels_last"):
+        add("memory format", "channels_last (NHWC)", "NCHW (the default)", differs=True)
     return rows
+
+
+PRECISION = {False: "fp32", True: "AMP fp16", "fp16": "AMP fp16", "bf16": "AMP bf16"}  # by training.amp
 
 
 def _backbone_text(recipe: dict) -> str:
