@@ -241,7 +241,7 @@ def measure(rank: int, world: int, cfg_path: str, device: str, real: bool, port:
     generator = torch.Generator().manual_seed(rank)
     if real:
         cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
-        loader = Runner.build_dataloader(cfg.train_dataloader, seed=rank)
+        loader = iter(Runner.build_dataloader(cfg.train_dataloader, seed=rank))
         val = Runner.build_dataloader(cfg.val_dataloader, seed=0)
         val_samples = [data for _, data in zip(range(val_images + 1), val)]
     else:
@@ -256,7 +256,7 @@ def measure(rank: int, world: int, cfg_path: str, device: str, real: bool, port:
             model = MMDistributedDataParallel(model, device_ids=[rank] if device == "cuda" else None)
         wrapper, dtype = optim_wrapper(model, cfg, amp, device)
         if loader is not None:
-            batches = iter(loader)
+            batches = loader  # one iterator for every mode (InfiniteSampler's indices are one generator)
         else:
             batches = synthetic_batches(tuple(cfg.crop_size), batch, cfg.num_classes, generator)
         try:

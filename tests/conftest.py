@@ -198,6 +198,8 @@ def reuse_demo(workdir: Path, mini_archives) -> bool:
     for path in DEMO_STATE:
         shutil.rmtree(workdir / path, ignore_errors=True)
         shutil.copytree(REPO / path, workdir / path, symlinks=True)
+    # not the demo's: a GPU check of this machine (`make gpu-check`) would size the tests' runs
+    shutil.rmtree(workdir / OUT / "gpu_check", ignore_errors=True)
     # outputs of a later `make demo` killed midway: Snakemake's markers make them rerun
     if (REPO / ".snakemake/incomplete").exists():
         shutil.copytree(REPO / ".snakemake/incomplete", workdir / ".snakemake/incomplete")
