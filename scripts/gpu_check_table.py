@@ -45,8 +45,9 @@ def environment_lines(documents: list[dict]) -> list[str]:
     lines = []
     for document in documents:
         env = document["environment"]
+        where = f"{document['device']} {env['gpu']}" if env.get("gpu") else document["device"]
         lines.append(
-            f"- {document['model']}-{document['gpus']}: {document['device']} {env.get('gpu') or ''} "
+            f"- {document['model']}-{document['gpus']}: {where} "
             f"(driver {env.get('driver')}, CUDA {env.get('torch_cuda')}, torch {env.get('torch')}, "
             f"mmcv {env.get('mmcv')}, mmcv ops CUDA {env.get('mmcv_ops_cuda')}), host {env.get('host')}, "
             f"{document['measured_at']}, recipe of run {document['recipe']}"
