@@ -26,6 +26,7 @@ from common.mmseg_config import (
     pretrained_file,
 )
 from common.references import ReferenceError, load_references, published_reference
+from common.run_config import normalized
 from common.references import run_recipe, variant_recipe
 from common.subsets import SubsetError, budget_epochs, budget_name, check_labels, member_name
 from common.subsets import annotation_source, longest_budget, parse_budget, subset_name, subset_size
@@ -274,13 +275,9 @@ class Plan:
     def _variant_settings(self, name: str) -> dict:
         """The result-changing settings of variant `name` (training's, with its overrides)."""
         training, variant = self.config["training"], self.variants[name]
-        settings = {k: v for k, v in training.items() if k not in RUNTIME_SETTINGS}
         # amp fp16 is amp true, and channels_last is there only when on: the params of
         # runs from before these values existed stay as they were (no retraining)
-        if settings.get("amp") == "fp16":
-            settings["amp"] = True
-        if not settings.get("channels_last"):
-            settings.pop("channels_last", None)
+        settings = normalized({k: v for k, v in training.items() if k not in RUNTIME_SETTINGS})
         settings.update({k: variant[k] for k in MODEL_OVERRIDES if k in variant})
         settings["augment"] = {**AUGMENT_DEFAULTS, **training["augment"], **variant.get("augment", {})}
         settings["train_sets"] = variant["train_sets"]
@@ -484,7 +481,7 @@ class Plan:
         checks = {}
         for name in self.study_variants + self.dataset_variants:
             settings, gpus = self.settings[name], self.config["training"]["gpus"]
-            run = self.all_runs[[r["variant"] for r in self.all_runs].index(name)]
+            run = next(r for r in self.all_runs if r["variant"] == name)
             for count in sorted({1, gpus}):
                 key = f"{model_name(settings)}-{count}"
                 if key not in checks:
